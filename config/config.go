@@ -1,0 +1,86 @@
+// Package config owns Vigil's configuration: the environment variables of
+// DESIGN.md, overridden by command-line flags of the same name
+// (VIGIL_RATE_PER_IP → --rate-per-ip). It imports nothing of Vigil's.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is the configuration of one node.
+type Config struct {
+	Addr           string        `env:"VIGIL_ADDR" envDefault:"127.0.0.1:8080"`
+	HubAddr        string        `env:"VIGIL_HUB_ADDR"`
+	DB             string        `env:"VIGIL_DB" envDefault:"sqlite://./data/vigil.db"`
+	RedisURL       string        `env:"VIGIL_REDIS_URL"`
+	PredictorAddr  string        `env:"VIGIL_PREDICTOR_ADDR"`
+	JWTSecret      string        `env:"VIGIL_JWT_SECRET"`
+	JWTPublicKeys  string        `env:"VIGIL_JWT_PUBLIC_KEYS"`
+	JWTIssuer      string        `env:"VIGIL_JWT_ISSUER" envDefault:"vigil"`
+	JWTAudience    string        `env:"VIGIL_JWT_AUDIENCE" envDefault:"vigil"`
+	AllowedOrigins string        `env:"VIGIL_ALLOWED_ORIGINS"`
+	RatePerPatient int           `env:"VIGIL_RATE_PER_PATIENT" envDefault:"60"`
+	RatePerIP      int           `env:"VIGIL_RATE_PER_IP" envDefault:"6000"`
+	ScoringWorkers int           `env:"VIGIL_SCORING_WORKERS" envDefault:"1024"`
+	HistorySize    int           `env:"VIGIL_HISTORY_SIZE" envDefault:"1000"`
+	TrustProxy     bool          `env:"VIGIL_TRUST_PROXY"`
+	SweepInterval  time.Duration `env:"VIGIL_SWEEP_INTERVAL" envDefault:"30s"`
+}
+
+// Load reads the environment, then args as flags overriding it.
+func Load(name string, args []string) (Config, *flag.FlagSet, error) {
+	var c Config
+	if err := env.Parse(&c); err != nil {
+		return c, nil, fmt.Errorf("config: environment: %w", err)
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	c.Bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return c, fs, err
+	}
+	return c, fs, nil
+}
+
+// Bind registers a flag for every field, with the current value as default.
+func (c *Config) Bind(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "VIGIL_ADDR: the one public address: API, /ws and board")
+	fs.StringVar(&c.HubAddr, "hub-addr", c.HubAddr, "VIGIL_HUB_ADDR: unused (the hub shares VIGIL_ADDR)")
+	fs.StringVar(&c.DB, "db", c.DB, "VIGIL_DB: sqlite://PATH or postgres://…")
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "VIGIL_REDIS_URL: empty for the in-process bus")
+	fs.StringVar(&c.PredictorAddr, "predictor-addr", c.PredictorAddr, "VIGIL_PREDICTOR_ADDR: gRPC address of predictor-py")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "VIGIL_JWT_SECRET: HS256 secret")
+	fs.StringVar(&c.JWTPublicKeys, "jwt-public-keys", c.JWTPublicKeys, "VIGIL_JWT_PUBLIC_KEYS: PEM file of public keys")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "VIGIL_JWT_ISSUER: required iss")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", c.JWTAudience, "VIGIL_JWT_AUDIENCE: required aud")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "VIGIL_ALLOWED_ORIGINS: WebSocket Origin allow-list")
+	fs.IntVar(&c.RatePerPatient, "rate-per-patient", c.RatePerPatient, "VIGIL_RATE_PER_PATIENT: requests/min per patient; 0 = no limit")
+	fs.IntVar(&c.RatePerIP, "rate-per-ip", c.RatePerIP, "VIGIL_RATE_PER_IP: requests/min per client IP; 0 = no limit")
+	fs.IntVar(&c.ScoringWorkers, "scoring-workers", c.ScoringWorkers, "VIGIL_SCORING_WORKERS: scoring pool size")
+	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "VIGIL_HISTORY_SIZE: events kept per room")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "VIGIL_TRUST_PROXY: client IP from X-Forwarded-For")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "VIGIL_SWEEP_INTERVAL: rescoring sweep period")
+}
+
+// Origins splits AllowedOrigins into host patterns.
+func (c Config) Origins() []string {
+	var out []string
+	for _, o := range strings.Split(c.AllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// SQLitePath returns the file of a sqlite:// DB URL, or "" for another scheme.
+func (c Config) SQLitePath() string {
+	if p, ok := strings.CutPrefix(c.DB, "sqlite://"); ok {
+		return p
+	}
+	return ""
+}

@@ -1,0 +1,72 @@
+// Package metrics owns Vigil's Prometheus metrics: the one place global mutable
+// state is allowed. Every package records through these collectors; /metrics
+// serves Registry.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry holds Vigil's collectors and the Go runtime's.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// ReadingsAccepted counts readings acknowledged with 2xx, by endpoint
+	// ("single", "batch") and outcome ("new", "duplicate").
+	ReadingsAccepted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_readings_accepted_total",
+		Help: "Readings acknowledged with 2xx.",
+	}, []string{"outcome"})
+	// ReadingsRejected counts refused readings by reason.
+	ReadingsRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_readings_rejected_total",
+		Help: "Readings refused, by reason.",
+	}, []string{"reason"})
+	// ScoringLatency is the time from receipt to a stored score.
+	ScoringLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "vigil_scoring_latency_seconds",
+		Help:    "Time from a reading's receipt to its stored, published score.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
+	// QueueDepth is the number of scoring tasks waiting or running.
+	QueueDepth = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_scoring_queue_depth",
+		Help: "Scoring tasks submitted and not yet finished.",
+	})
+	// AlertsOpened counts alerts opened, by severity.
+	AlertsOpened = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_alerts_opened_total",
+		Help: "Alerts opened, by severity.",
+	}, []string{"severity"})
+	// ScoringErrors counts readings whose scoring failed and was left for the
+	// recovery sweep.
+	ScoringErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_scoring_errors_total",
+		Help: "Scoring attempts that failed (the reading is retried by the sweep).",
+	})
+	// HubSessions is the number of open WebSocket sessions.
+	HubSessions = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_hub_sessions",
+		Help: "Open WebSocket sessions.",
+	})
+	// HubSlowClosed counts sessions closed 4008 for not keeping up.
+	HubSlowClosed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_hub_slow_sessions_closed_total",
+		Help: "Sessions closed because their send queue was full.",
+	})
+	// HubDelivered counts events written to sessions.
+	HubDelivered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_hub_events_delivered_total",
+		Help: "Events queued to WebSocket sessions.",
+	})
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		ReadingsAccepted, ReadingsRejected, ScoringLatency, QueueDepth,
+		AlertsOpened, ScoringErrors, HubSessions, HubSlowClosed, HubDelivered,
+	)
+}

@@ -1,0 +1,117 @@
+package scoring
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Risk levels, from lowest to highest.
+const (
+	RiskNone     = "none"
+	RiskLow      = "low"
+	RiskMedium   = "medium"
+	RiskHigh     = "high"
+	RiskCritical = "critical"
+)
+
+// NEWS2 bands (RCP 2017, Chart 4), in rising order of urgency.
+const (
+	BandLow       = "low"
+	BandLowMedium = "low_medium"
+	BandMedium    = "medium"
+	BandHigh      = "high"
+)
+
+// NEWS2 parameter names, used as keys of NEWS2.Parameters and in NEWS2.Missing.
+const (
+	ParamRespiratoryRate = "respiratory_rate"
+	ParamSpO2            = "spo2"
+	ParamOnOxygen        = "on_oxygen"
+	ParamSystolicBP      = "systolic_bp"
+	ParamHeartRate       = "heart_rate"
+	ParamConsciousness   = "consciousness"
+	ParamTemperature     = "temperature"
+)
+
+// NEWS2 is an aggregate score with its parts. Parameters holds only the items
+// that were measured; Missing names the others, and Partial is true when any is
+// missing (a partial total can only under-estimate the true one).
+type NEWS2 struct {
+	Total      int            `json:"total"`
+	Band       string         `json:"band"`
+	Partial    bool           `json:"partial"`
+	Missing    []string       `json:"missing,omitempty"`
+	Parameters map[string]int `json:"parameters"`
+	// SpO2Scale is the scale the SpO2 item was scored on (1 or 2).
+	SpO2Scale int `json:"spo2_scale"`
+}
+
+// Model is the predictor's output for one reading.
+type Model struct {
+	Probability float64 `json:"probability"`
+	Version     string  `json:"version"`
+}
+
+// Score is the result of scoring one reading; as JSON it is the "score" event
+// data of DESIGN.md.
+type Score struct {
+	Kind       string    `json:"kind"` // always "score"
+	ReadingID  string    `json:"reading_id"`
+	PatientID  string    `json:"patient_id"`
+	TrialID    string    `json:"trial_id"`
+	SiteID     string    `json:"site_id"`
+	MeasuredAt time.Time `json:"measured_at"`
+	ScoredAt   time.Time `json:"scored_at"`
+	NEWS2      NEWS2     `json:"news2"`
+	Model      *Model    `json:"model"`
+	Risk       string    `json:"risk"`
+	Degraded   bool      `json:"degraded"`
+	// Registered is false when the patient has no registry record and was
+	// scored with defaults.
+	Registered bool `json:"registered"`
+	// RulesVersion identifies the rule set that produced NEWS2 and Risk, so a
+	// stored score can be traced to the code that made it (ALCOA++).
+	RulesVersion string `json:"rules_version"`
+}
+
+// Alert severities and statuses.
+const (
+	StatusOpen         = "open"
+	StatusAcknowledged = "acknowledged"
+	StatusEscalated    = "escalated"
+	StatusResolved     = "resolved"
+)
+
+// Alert reasons.
+const (
+	ReasonNEWS2High          = "news2_high"
+	ReasonSingleParameterRed = "single_parameter_red"
+	ReasonModelSAERisk       = "model_sae_risk"
+	ReasonMissedReadings     = "missed_readings"
+)
+
+// Alert is a patient's alert; as JSON it is the "alert" event data of DESIGN.md.
+type Alert struct {
+	Kind      string    `json:"kind"` // always "alert"
+	AlertID   string    `json:"alert_id"`
+	PatientID string    `json:"patient_id"`
+	TrialID   string    `json:"trial_id"`
+	SiteID    string    `json:"site_id"`
+	Severity  string    `json:"severity"`
+	Status    string    `json:"status"`
+	Reasons   []string  `json:"reasons"`
+	ReadingID string    `json:"reading_id"`
+	OpenedAt  time.Time `json:"opened_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// MergeFunc decides, given the patient's current unresolved alert (nil if
+// none) and a candidate raised by a new reading, what the alert becomes and
+// whether that is a change worth storing and publishing. The store calls it
+// inside the transaction that reads and writes the alert, so the decision and
+// the write are atomic.
+type MergeFunc func(current *Alert, candidate Alert) (next Alert, changed bool)
+
+// MarshalEvent is json.Marshal for event data; kept in one place so that every
+// event on the bus is encoded the same way.
+func MarshalEvent(v any) ([]byte, error) { return json.Marshal(v) }

@@ -1,0 +1,138 @@
+// Package store owns durable records: readings (never updated in place), their
+// scores, alerts and the audit trail. It defines the Store interface that the
+// embedded SQLite store (store/sqlite) and the PostgreSQL store implement, and
+// the records they exchange. It imports reading and scoring for their types.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"vigil/reading"
+	"vigil/scoring"
+)
+
+// NewReading is a reading about to be stored.
+type NewReading struct {
+	Reading    reading.Reading
+	ReceivedAt time.Time
+	// Payload is the reading exactly as the client sent it (ALCOA: original).
+	Payload json.RawMessage
+	// ContentHash identifies the reading's content for idempotent retries; two
+	// submissions with one reading_id are the same when their hashes are equal.
+	ContentHash string
+}
+
+// InsertStatus is the outcome of storing one reading.
+type InsertStatus int
+
+const (
+	// Inserted: the reading is new and now durable.
+	Inserted InsertStatus = iota + 1
+	// Duplicate: a reading with this id and the same content was stored before.
+	Duplicate
+	// Conflict: a reading with this id but different content was stored before.
+	Conflict
+)
+
+// InsertOutcome reports what happened to one reading.
+type InsertOutcome struct {
+	Status InsertStatus
+	// ReceivedAt is when the stored reading (this one or the earlier one) was
+	// received.
+	ReceivedAt time.Time
+	// Scored tells, for a Duplicate, whether the stored reading has a score.
+	Scored bool
+}
+
+// Record is a stored reading with its score, if scored.
+type Record struct {
+	Seq        int64           `json:"-"`
+	Reading    reading.Reading `json:"-"`
+	ReceivedAt time.Time       `json:"-"`
+	Score      *scoring.Score  `json:"-"`
+}
+
+// ReadingQuery selects one patient's readings, oldest first.
+type ReadingQuery struct {
+	TrialID, SiteID, PatientID string
+	// AfterSeq returns readings stored after this cursor (Record.Seq).
+	AfterSeq int64
+	// Since, if set, returns readings measured at or after it.
+	Since time.Time
+	Limit int
+}
+
+// AlertQuery selects alerts. Visible restricts them to sites the caller may
+// see; an empty Visible matches nothing, so a filter can never widen access.
+type AlertQuery struct {
+	TrialID string // optional
+	SiteID  string // optional, with TrialID
+	Status  string // optional: open|acknowledged|escalated|resolved
+	Visible Visibility
+	Limit   int
+	// AfterID is the cursor of the next page: alerts ordered by
+	// (updated_at desc, alert_id) continue after this alert.
+	AfterID string
+}
+
+// Visibility is the set of sites a caller may see: whole trials, or single
+// trial/site pairs.
+type Visibility struct {
+	Trials []string    // every site of these trials
+	Sites  [][2]string // {trial, site}
+}
+
+// AuditRecord is one entry of the audit trail: who did what, when and why, with
+// the value before and after. Entries are only ever appended.
+type AuditRecord struct {
+	ID       int64           `json:"id"`
+	AlertID  string          `json:"alert_id"`
+	Actor    string          `json:"actor"`
+	Action   string          `json:"action"`
+	Reason   string          `json:"reason,omitempty"`
+	OldValue json.RawMessage `json:"old_value"`
+	NewValue json.RawMessage `json:"new_value"`
+	At       time.Time       `json:"at"`
+}
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// Store is Vigil's durable storage. Implementations group-commit concurrent
+// writes, so callers may call InsertReading from many goroutines and each call
+// returns only once its reading is durable.
+type Store interface {
+	// InsertReading stores a reading durably, or reports that its id exists.
+	InsertReading(ctx context.Context, r NewReading) (InsertOutcome, error)
+	// SaveScore stores a reading's score. It stores only the first score of a
+	// reading and reports saved=false for any later one, so concurrent scorers
+	// of one reading publish once.
+	SaveScore(ctx context.Context, s scoring.Score) (saved bool, err error)
+	// ApplyAlert reads the patient's unresolved alert, calls merge with it and
+	// the candidate, and stores the result when merge reports a change, with an
+	// audit record (actor "system"), all in one transaction. A new alert gets a
+	// fresh AlertID.
+	ApplyAlert(ctx context.Context, candidate scoring.Alert, merge scoring.MergeFunc) (scoring.Alert, bool, error)
+	// Unscored returns readings received before olderThan that have no score,
+	// oldest first: the work left by a crash.
+	Unscored(ctx context.Context, olderThan time.Time, limit int) ([]Record, error)
+	// LatestByPatient returns, for each patient of the site, the latest reading
+	// (by measured_at) and its score, ordered by patient id.
+	LatestByPatient(ctx context.Context, trialID, siteID string) ([]Record, error)
+	// PatientReadings returns one patient's readings, oldest first.
+	PatientReadings(ctx context.Context, q ReadingQuery) ([]Record, error)
+	// Reading returns one reading by id.
+	Reading(ctx context.Context, readingID string) (Record, error)
+	// Alerts returns alerts, most recently updated first.
+	Alerts(ctx context.Context, q AlertQuery) ([]scoring.Alert, error)
+	// Alert returns one alert by id.
+	Alert(ctx context.Context, alertID string) (scoring.Alert, error)
+	// Audit returns an alert's audit trail, oldest first.
+	Audit(ctx context.Context, alertID string) ([]AuditRecord, error)
+	// Ping reports whether the store can serve.
+	Ping(ctx context.Context) error
+	Close() error
+}
