@@ -1,0 +1,280 @@
+// Package ingest owns the readings API of ePRO apps: POST /v1/readings and
+// /v1/readings/batch. It authenticates patient tokens, rate-limits, decodes
+// strictly, stores each reading durably before acknowledging it, and hands it
+// to the scoring pipeline. It imports auth, reading, store, scoring, problem
+// and ratelimit; nothing imports it but the server.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"vigil/auth"
+	"vigil/metrics"
+	"vigil/problem"
+	"vigil/ratelimit"
+	"vigil/reading"
+	"vigil/scoring"
+	"vigil/store"
+)
+
+// Body limits of DESIGN.md.
+const (
+	MaxReadingBody = 64 << 10
+	MaxBatchBody   = 4 << 20
+)
+
+// Scorer admits readings to the scoring pool.
+type Scorer interface {
+	Admit() (*scoring.Slot, error)
+}
+
+// Config configures the readings API.
+type Config struct {
+	Verifier   *auth.Verifier
+	Store      store.Store
+	Scorer     Scorer
+	PerPatient *ratelimit.Limiter // nil: no limit
+	PerIP      *ratelimit.Limiter // nil: no limit
+	Logger     *slog.Logger
+	Now        func() time.Time
+	// StoreTimeout bounds the durable write of one request.
+	StoreTimeout time.Duration
+}
+
+// API serves the readings endpoints.
+type API struct{ cfg Config }
+
+// New returns the readings API.
+func New(cfg Config) *API {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 10 * time.Second
+	}
+	return &API{cfg: cfg}
+}
+
+// Register mounts the endpoints on r.
+func (a *API) Register(r fiber.Router) {
+	g := r.Group("/v1/readings", a.limitIP)
+	g.Post("/", a.postOne)
+	g.Post("/batch", a.postBatch)
+}
+
+// accepted is the 2xx body of DESIGN.md.
+type accepted struct {
+	ReadingID string `json:"reading_id"`
+	Status    string `json:"status"`
+}
+
+func (a *API) limitIP(c *fiber.Ctx) error {
+	if ok, wait := a.cfg.PerIP.Allow(c.IP(), 1, a.cfg.Now()); !ok {
+		metrics.ReadingsRejected.WithLabelValues("rate_ip").Inc()
+		return problem.Send(c, problem.New(fiber.StatusTooManyRequests, "rate-limited", "Too many requests",
+			"the request rate from this address is over its limit"), wait)
+	}
+	return c.Next()
+}
+
+// patient authenticates the patient token and applies its rate limit.
+func (a *API) patient(c *fiber.Ctx) (*auth.Claims, error) {
+	claims, err := a.cfg.Verifier.Verify(auth.BearerToken(c.Get(fiber.HeaderAuthorization)))
+	if err != nil {
+		metrics.ReadingsRejected.WithLabelValues("unauthorized").Inc()
+		return nil, problem.Send(c, problem.Unauthorized("a valid patient token is required"), 0)
+	}
+	if claims.Role != auth.RolePatient {
+		metrics.ReadingsRejected.WithLabelValues("forbidden").Inc()
+		return nil, problem.Send(c, problem.Forbidden("only patient tokens may submit readings"), 0)
+	}
+	if ok, wait := a.cfg.PerPatient.Allow(claims.Subject, 1, a.cfg.Now()); !ok {
+		metrics.ReadingsRejected.WithLabelValues("rate_patient").Inc()
+		return nil, problem.Send(c, problem.New(fiber.StatusTooManyRequests, "rate-limited", "Too many requests",
+			"this patient's submission rate is over its limit"), wait)
+	}
+	return claims, nil
+}
+
+func (a *API) postOne(c *fiber.Ctx) error {
+	if len(c.Body()) > MaxReadingBody {
+		metrics.ReadingsRejected.WithLabelValues("too_large").Inc()
+		return problem.Send(c, problem.New(fiber.StatusRequestEntityTooLarge, "too-large", "Request body too large",
+			fmt.Sprintf("one reading may be at most %d bytes; use /v1/readings/batch for more", MaxReadingBody)), 0)
+	}
+	claims, err := a.patient(c)
+	if claims == nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), a.cfg.StoreTimeout)
+	defer cancel()
+	out := a.accept(ctx, claims, c.Body())
+	return out.send(c)
+}
+
+// outcome is the result for one reading: a 2xx body or a problem.
+type outcome struct {
+	status     int
+	body       *accepted
+	problem    *problem.Details
+	retryAfter time.Duration
+}
+
+func (o outcome) send(c *fiber.Ctx) error {
+	if o.problem != nil {
+		return problem.Send(c, *o.problem, o.retryAfter)
+	}
+	return c.Status(o.status).JSON(o.body)
+}
+
+func fail(p problem.Details, retryAfter time.Duration, reason string) outcome {
+	metrics.ReadingsRejected.WithLabelValues(reason).Inc()
+	return outcome{status: p.Status, problem: &p, retryAfter: retryAfter}
+}
+
+// accept runs one reading from bytes to a stored, admitted reading.
+func (a *API) accept(ctx context.Context, claims *auth.Claims, body []byte) outcome {
+	r, err := reading.Decode(body)
+	if err != nil {
+		var de *reading.DecodeError
+		p := problem.BadRequest("the body is not a valid reading")
+		if errors.As(err, &de) {
+			p.Detail = de.Error()
+			if de.Field != "" {
+				p.Errors = []reading.FieldError{{Field: de.Field, Message: de.Message}}
+			}
+		}
+		return fail(p, 0, "malformed")
+	}
+	now := a.cfg.Now()
+	if err := r.Validate(now); err != nil {
+		p := problem.New(fiber.StatusUnprocessableEntity, "validation", "Invalid reading",
+			"one or more values are impossible or missing")
+		var ve *reading.ValidationError
+		if errors.As(err, &ve) {
+			p.Errors = ve.Errors
+		}
+		return fail(p, 0, "invalid")
+	}
+	if r.PatientID != claims.Subject || r.TrialID != claims.Trial || r.SiteID != claims.Site {
+		return fail(problem.Forbidden("this token may only submit readings for its own patient, trial and site"), 0, "forbidden")
+	}
+	slot, err := a.cfg.Scorer.Admit()
+	if err != nil {
+		return fail(problem.New(fiber.StatusServiceUnavailable, "overloaded", "Scoring queue full",
+			"the reading was not stored; retry after the indicated delay"), time.Second, "overloaded")
+	}
+	// The original bytes are kept (ALCOA: original); Fiber reuses the request
+	// buffer, so copy.
+	payload := append([]byte(nil), body...)
+	res, err := a.cfg.Store.InsertReading(ctx, store.NewReading{
+		Reading: r, ReceivedAt: now.UTC(), Payload: payload, ContentHash: reading.ContentHash(r),
+	})
+	if err != nil {
+		slot.Release()
+		a.cfg.Logger.Error("store reading", "reading_id", r.ReadingID, "err", err)
+		return fail(problem.New(fiber.StatusServiceUnavailable, "store-unavailable", "Storage unavailable",
+			"the reading was not stored; retry after the indicated delay"), 2*time.Second, "store_error")
+	}
+	switch res.Status {
+	case store.Inserted:
+		slot.Score(scoring.Input{Reading: r, ReceivedAt: res.ReceivedAt})
+		metrics.ReadingsAccepted.WithLabelValues("new").Inc()
+		return outcome{status: fiber.StatusAccepted, body: &accepted{ReadingID: r.ReadingID, Status: "accepted"}}
+	case store.Duplicate:
+		if res.Scored {
+			slot.Release()
+		} else {
+			// A retry of a reading whose scoring failed or is under way:
+			// scoring again is safe (the first stored score wins).
+			slot.Score(scoring.Input{Reading: r, ReceivedAt: res.ReceivedAt})
+		}
+		metrics.ReadingsAccepted.WithLabelValues("duplicate").Inc()
+		return outcome{status: fiber.StatusOK, body: &accepted{ReadingID: r.ReadingID, Status: "accepted"}}
+	default:
+		slot.Release()
+		return fail(problem.New(fiber.StatusConflict, "conflict", "Reading id already used",
+			"a different reading was already stored under this reading_id"), 0, "conflict")
+	}
+}
+
+// batchItem is one reading's result in a batch reply.
+type batchItem struct {
+	Index     int              `json:"index"`
+	ReadingID string           `json:"reading_id,omitempty"`
+	Status    int              `json:"status"`
+	Result    string           `json:"result"` // accepted | rejected
+	Problem   *problem.Details `json:"problem,omitempty"`
+}
+
+func (a *API) postBatch(c *fiber.Ctx) error {
+	if len(c.Body()) > MaxBatchBody {
+		metrics.ReadingsRejected.WithLabelValues("too_large").Inc()
+		return problem.Send(c, problem.New(fiber.StatusRequestEntityTooLarge, "too-large", "Request body too large",
+			fmt.Sprintf("a batch may be at most %d bytes", MaxBatchBody)), 0)
+	}
+	claims, err := a.patient(c)
+	if claims == nil {
+		return err
+	}
+	raws, err := reading.DecodeBatch(c.Body())
+	if err != nil {
+		var de *reading.DecodeError
+		var ve *reading.ValidationError
+		switch {
+		case errors.As(err, &ve):
+			p := problem.New(fiber.StatusUnprocessableEntity, "validation", "Invalid batch", ve.Error())
+			p.Errors = ve.Errors
+			return problem.Send(c, p, 0)
+		case errors.As(err, &de):
+			p := problem.BadRequest(de.Error())
+			if de.Field != "" {
+				p.Errors = []reading.FieldError{{Field: de.Field, Message: de.Message}}
+			}
+			return problem.Send(c, p, 0)
+		}
+		return problem.Send(c, problem.BadRequest("the body is not a valid batch"), 0)
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), a.cfg.StoreTimeout)
+	defer cancel()
+	// Readings are stored concurrently so group commit puts the batch in few
+	// transactions; results keep the request's order.
+	items := make([]batchItem, len(raws))
+	done := make(chan struct{}, len(raws))
+	var retry time.Duration
+	for i, raw := range raws {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			out := a.accept(ctx, claims, raw)
+			items[i] = batchItem{Index: i, Status: out.status, Result: "accepted"}
+			if out.body != nil {
+				items[i].ReadingID = out.body.ReadingID
+			}
+			if out.problem != nil {
+				items[i].Result = "rejected"
+				items[i].Problem = out.problem
+			}
+		}()
+	}
+	for range raws {
+		<-done
+	}
+	for _, it := range items {
+		if it.Status == fiber.StatusServiceUnavailable {
+			retry = time.Second
+		}
+	}
+	if retry > 0 {
+		c.Set(fiber.HeaderRetryAfter, "1")
+	}
+	return c.Status(fiber.StatusOK).JSON(fiber.Map{"results": items})
+}

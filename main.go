@@ -1,0 +1,216 @@
+// Command vigil is a real-time safety monitoring hub for clinical trials:
+// `vigil serve` runs a node, `vigil demo` runs one with a simulated cohort,
+// `vigil token` mints development tokens and `vigil simulate` drives a server
+// with synthetic readings. See README.md and docs/.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"vigil/auth"
+	"vigil/config"
+	"vigil/server"
+	"vigil/sim"
+)
+
+const usage = `usage: vigil <command> [flags]
+
+commands:
+  serve      run ingest API, hub and board on one node
+  demo       serve with embedded defaults and a simulated cohort
+  token      print a signed JWT (development and tests)
+  simulate   drive a running server with synthetic readings
+
+Run 'vigil <command> -h' for a command's flags. Every flag can also be set by
+the environment variable in docs (VIGIL_ADDR for --addr, …).
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = serve(ctx, args, false)
+	case "demo":
+		err = serve(ctx, args, true)
+	case "token":
+		err = token(args, os.Stdout)
+	case "simulate":
+		err = simulate(ctx, args, os.Stdout)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "vigil: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vigil:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func serve(ctx context.Context, args []string, demo bool) error {
+	name := "serve"
+	if demo {
+		name = "demo"
+	}
+	cfg, _, err := config.Load(name, args)
+	if err != nil {
+		return err
+	}
+	log := newLogger()
+	if demo {
+		if cfg.JWTSecret == "" && cfg.JWTPublicKeys == "" {
+			secret, err := demoSecret(cfg)
+			if err != nil {
+				return err
+			}
+			cfg.JWTSecret = secret
+		}
+	}
+	if err := prepareDB(cfg); err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	log.Info("vigil listening", "addr", ln.Addr().String(), "demo", demo)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if demo {
+		if err := startDemo(ctx, cfg, base, os.Stdout, log); err != nil {
+			_ = srv.Shutdown(context.Background())
+			return err
+		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// prepareDB creates the directory of an embedded database.
+func prepareDB(cfg config.Config) error {
+	if p := cfg.SQLitePath(); p != "" {
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			return fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// demoSecret keeps the demo's generated secret beside its database, so tokens
+// printed by one demo run still work after a restart.
+func demoSecret(cfg config.Config) (string, error) {
+	dir := "data"
+	if p := cfg.SQLitePath(); p != "" {
+		dir = filepath.Dir(p)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "demo-jwt-secret")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	secret := hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write demo secret: %w", err)
+	}
+	return secret, nil
+}
+
+const (
+	demoTrial    = "T008"
+	demoSites    = 4
+	demoPatients = 240
+)
+
+func startDemo(ctx context.Context, cfg config.Config, base string, out io.Writer, log *slog.Logger) error {
+	iss := auth.Issuer{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	sites := sim.SiteIDs(demoSites)
+	pi, err := iss.Mint(auth.Claims{Role: auth.RolePI, Name: "Dr Ada Okafor", Trials: []string{demoTrial},
+		Sites: []string{demoTrial + "/" + sites[0]}, RegisteredClaims: subject("u-pi-01")}, 12*time.Hour)
+	if err != nil {
+		return err
+	}
+	cra, err := iss.Mint(auth.Claims{Role: auth.RoleCRA, Name: "Sam Lindqvist", Trials: []string{demoTrial},
+		Sites: []string{demoTrial + "/" + sites[0], demoTrial + "/" + sites[1]}, RegisteredClaims: subject("u-cra-07")}, 12*time.Hour)
+	if err != nil {
+		return err
+	}
+	var all []string
+	for _, s := range sites {
+		all = append(all, demoTrial+"/"+s)
+	}
+	safety, err := iss.Mint(auth.Claims{Role: auth.RoleSafety, Name: "Dr Priya Raman", Trials: []string{demoTrial},
+		Sites: all, RegisteredClaims: subject("u-safety-02")}, 12*time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, `
+Vigil demo is running: trial %s, %d sites, %d simulated patients (a few deteriorating).
+
+  Board (PI, site %s):         %s/#token=%s
+
+  Board (CRA, sites %s, %s):   %s/#token=%s
+
+  Board (safety physician):    %s/#token=%s
+
+Press Ctrl-C to stop. Data is kept in %s.
+`, demoTrial, demoSites, demoPatients, sites[0], base, pi, sites[0], sites[1], base, cra, base, safety, cfg.DB)
+	simCfg := sim.Config{URL: base, Trial: demoTrial, Sites: demoSites, Patients: demoPatients,
+		Rate: 20, Deteriorating: 0.04, Workers: 8, Issuer: iss, Seed: uint64(time.Now().UnixNano())}
+	patients, err := sim.Cohort(simCfg, time.Now())
+	if err != nil {
+		return err
+	}
+	go func() {
+		if _, err := sim.Run(ctx, simCfg, patients); err != nil {
+			log.Error("demo simulator stopped", "err", err)
+		}
+	}()
+	return nil
+}

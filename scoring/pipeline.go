@@ -1,0 +1,221 @@
+package scoring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/panjf2000/ants/v2"
+
+	"vigil/bus"
+	"vigil/metrics"
+	"vigil/reading"
+)
+
+// Store is what the pipeline needs from durable storage.
+type Store interface {
+	SaveScore(ctx context.Context, s Score) (saved bool, err error)
+	ApplyAlert(ctx context.Context, candidate Alert, merge MergeFunc) (Alert, bool, error)
+}
+
+// Publisher is what the pipeline needs from the bus.
+type Publisher interface {
+	Publish(ctx context.Context, room string, data []byte) (bus.Event, error)
+}
+
+// ErrOverloaded means every slot of the pool is taken; the caller must not
+// acknowledge the reading and should ask the client to retry.
+var ErrOverloaded = errors.New("scoring: pool full")
+
+// Input is a stored reading to score.
+type Input struct {
+	Reading    reading.Reading
+	ReceivedAt time.Time
+}
+
+// PipelineConfig configures a Pipeline.
+type PipelineConfig struct {
+	// Workers bounds readings being stored or scored at once.
+	Workers int
+	// TaskTimeout bounds one scoring (store writes and publishes).
+	TaskTimeout time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Pipeline scores stored readings on a bounded ants pool, stores the score,
+// opens or updates the patient's alert, and publishes both. Admission is
+// separate from submission so ingest can refuse a reading before storing it:
+// a reading that got 2xx always has a slot.
+type Pipeline struct {
+	store Store
+	pub   Publisher
+	pool  *ants.Pool
+	slots chan struct{}
+	cfg   PipelineConfig
+	wg    sync.WaitGroup
+}
+
+// NewPipeline starts the pool.
+func NewPipeline(store Store, pub Publisher, cfg PipelineConfig) (*Pipeline, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1024
+	}
+	if cfg.TaskTimeout <= 0 {
+		cfg.TaskTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Pipeline{store: store, pub: pub, cfg: cfg, slots: make(chan struct{}, cfg.Workers)}
+	pool, err := ants.NewPool(cfg.Workers,
+		ants.WithPanicHandler(func(v any) {
+			metrics.ScoringErrors.Inc()
+			cfg.Logger.Error("scoring task panicked", "panic", fmt.Sprint(v))
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("scoring: new pool: %w", err)
+	}
+	p.pool = pool
+	return p, nil
+}
+
+// Slot is an admitted reading's claim on the pool.
+type Slot struct {
+	p    *Pipeline
+	once sync.Once
+}
+
+// Admit claims a slot without blocking, or returns ErrOverloaded.
+func (p *Pipeline) Admit() (*Slot, error) {
+	select {
+	case p.slots <- struct{}{}:
+		metrics.QueueDepth.Inc()
+		p.wg.Add(1)
+		return &Slot{p: p}, nil
+	default:
+		return nil, ErrOverloaded
+	}
+}
+
+// Release gives the slot back unused (the reading was not stored, or needs no
+// scoring). It is safe to call after Score.
+func (s *Slot) Release() {
+	s.once.Do(s.p.release)
+}
+
+func (p *Pipeline) release() {
+	<-p.slots
+	metrics.QueueDepth.Dec()
+	p.wg.Done()
+}
+
+// Score runs the scoring of a stored reading on the pool. The slot guarantees
+// capacity, so this does not wait for a worker beyond a handover.
+func (s *Slot) Score(in Input) {
+	task := func() {
+		defer s.Release()
+		ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.TaskTimeout)
+		defer cancel()
+		if err := s.p.Process(ctx, in); err != nil {
+			metrics.ScoringErrors.Inc()
+			s.p.cfg.Logger.Error("scoring failed; the sweep will retry", "reading_id", in.Reading.ReadingID, "err", err)
+		}
+	}
+	if err := s.p.pool.Submit(task); err != nil {
+		// Only a released pool refuses; the reading stays unscored in the store
+		// and is scored at the next start.
+		s.Release()
+		s.p.cfg.Logger.Error("scoring submit failed", "reading_id", in.Reading.ReadingID, "err", err)
+	}
+}
+
+// Process scores one reading, stores the score and publishes it; when the score
+// raises an alert, it opens or updates the patient's alert and publishes that.
+// A reading already scored (by a concurrent sweep) is not published again.
+func (p *Pipeline) Process(ctx context.Context, in Input) error {
+	s := Evaluate(in.Reading, p.cfg.Now())
+	saved, err := p.store.SaveScore(ctx, s)
+	if err != nil {
+		return fmt.Errorf("save score: %w", err)
+	}
+	if !saved {
+		return nil
+	}
+	metrics.ScoringLatency.Observe(p.cfg.Now().Sub(in.ReceivedAt).Seconds())
+	data, err := MarshalEvent(s)
+	if err != nil {
+		return fmt.Errorf("encode score: %w", err)
+	}
+	if _, err := p.pub.Publish(ctx, bus.SiteRoom(s.TrialID, s.SiteID), data); err != nil {
+		// The score is stored; boards recover it from a snapshot.
+		p.cfg.Logger.Error("publish score", "reading_id", s.ReadingID, "err", err)
+	}
+	cand, ok := AlertCandidate(s)
+	if !ok {
+		return nil
+	}
+	alert, changed, err := p.store.ApplyAlert(ctx, cand, Merge)
+	if err != nil {
+		return fmt.Errorf("apply alert: %w", err)
+	}
+	if !changed {
+		return nil
+	}
+	if alert.OpenedAt.Equal(alert.UpdatedAt) {
+		metrics.AlertsOpened.WithLabelValues(alert.Severity).Inc()
+	}
+	data, err = MarshalEvent(alert)
+	if err != nil {
+		return fmt.Errorf("encode alert: %w", err)
+	}
+	for _, room := range []string{bus.SiteRoom(alert.TrialID, alert.SiteID), bus.TrialRoom(alert.TrialID)} {
+		if _, err := p.pub.Publish(ctx, room, data); err != nil {
+			p.cfg.Logger.Error("publish alert", "alert_id", alert.AlertID, "room", room, "err", err)
+		}
+	}
+	return nil
+}
+
+// Evaluate applies the rules to a reading. The SpO2 scale is the reading's
+// until the patient registry supplies the prescribed one.
+func Evaluate(r reading.Reading, now time.Time) Score {
+	scale := 1
+	if r.Vitals.SpO2Scale != nil {
+		scale = *r.Vitals.SpO2Scale
+	}
+	n := ScoreNEWS2(r.Vitals, scale)
+	return Score{
+		Kind:         "score",
+		ReadingID:    r.ReadingID,
+		PatientID:    r.PatientID,
+		TrialID:      r.TrialID,
+		SiteID:       r.SiteID,
+		MeasuredAt:   r.MeasuredAt,
+		ScoredAt:     now.UTC(),
+		NEWS2:        n,
+		Risk:         RiskOf(n),
+		RulesVersion: RulesVersion,
+	}
+}
+
+// Close waits for admitted readings to finish scoring, then stops the pool.
+func (p *Pipeline) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	if err := p.pool.ReleaseTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("scoring: release pool: %w", err)
+	}
+	return ctx.Err()
+}

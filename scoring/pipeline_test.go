@@ -1,0 +1,203 @@
+package scoring_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"vigil/bus"
+	"vigil/reading"
+	"vigil/scoring"
+)
+
+// memStore is an in-memory stand-in for the store's scoring methods; the real
+// stores are tested against the same contract in store/storetest.
+type memStore struct {
+	mu     sync.Mutex
+	scores map[string]scoring.Score
+	alerts map[string]scoring.Alert // patient → unresolved alert
+	fail   error
+}
+
+func newMemStore() *memStore {
+	return &memStore{scores: map[string]scoring.Score{}, alerts: map[string]scoring.Alert{}}
+}
+
+func (m *memStore) SaveScore(_ context.Context, s scoring.Score) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return false, m.fail
+	}
+	if _, ok := m.scores[s.ReadingID]; ok {
+		return false, nil
+	}
+	m.scores[s.ReadingID] = s
+	return true, nil
+}
+
+func (m *memStore) ApplyAlert(_ context.Context, c scoring.Alert, merge scoring.MergeFunc) (scoring.Alert, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var cur *scoring.Alert
+	if a, ok := m.alerts[c.PatientID]; ok {
+		cur = &a
+	}
+	next, changed := merge(cur, c)
+	if changed {
+		if next.AlertID == "" {
+			next.AlertID = "A-" + c.PatientID
+		}
+		m.alerts[c.PatientID] = next
+	}
+	return next, changed, nil
+}
+
+func vitals(rr, spo2, sbp, hr, temp float64, cons string) reading.Vitals {
+	onO2 := false
+	return reading.Vitals{RespiratoryRate: &rr, SpO2: &spo2, OnOxygen: &onO2, SystolicBP: &sbp,
+		HeartRate: &hr, Consciousness: &cons, Temperature: &temp}
+}
+
+func TestPipelinePublishesScoresAndAlerts(t *testing.T) {
+	st := newMemStore()
+	b := bus.NewMemory(100)
+	var (
+		mu     sync.Mutex
+		events = map[string][]bus.Event{}
+	)
+	b.SetHandler(func(e bus.Event) {
+		mu.Lock()
+		events[e.Room] = append(events[e.Room], e)
+		mu.Unlock()
+	})
+	for _, room := range []string{"site:T1:S1", "trial:T1"} {
+		if err := b.Subscribe(context.Background(), room); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := scoring.NewPipeline(st, b, scoring.PipelineConfig{Workers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	cases := []struct {
+		name       string
+		v          reading.Vitals
+		risk       string
+		alertSev   string // "" for no alert event
+		siteEvents int    // cumulative events in the site room
+	}{
+		{"normal", vitals(16, 97, 120, 72, 36.8, "alert"), scoring.RiskNone, "", 1},
+		{"single red", vitals(16, 97, 120, 72, 36.8, "voice"), scoring.RiskMedium, "medium", 3},
+		{"worse", vitals(26, 90, 88, 135, 39.5, "voice"), scoring.RiskCritical, "critical", 5},
+		{"better again: alert stays, no alert event", vitals(16, 97, 120, 72, 36.8, "alert"), scoring.RiskNone, "", 6},
+	}
+	for i, tc := range cases {
+		r := reading.Reading{ReadingID: tc.name, PatientID: "P1", TrialID: "T1", SiteID: "S1",
+			MeasuredAt: now.Add(time.Duration(i) * time.Second), Vitals: tc.v}
+		if err := p.Process(ctx, scoring.Input{Reading: r, ReceivedAt: now}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		mu.Lock()
+		site := events["site:T1:S1"]
+		mu.Unlock()
+		if len(site) != tc.siteEvents {
+			t.Fatalf("%s: %d site events, want %d", tc.name, len(site), tc.siteEvents)
+		}
+		var score scoring.Score
+		for _, e := range site {
+			var probe struct {
+				Kind      string `json:"kind"`
+				ReadingID string `json:"reading_id"`
+			}
+			_ = json.Unmarshal(e.Data, &probe)
+			if probe.Kind == "score" && probe.ReadingID == tc.name {
+				_ = json.Unmarshal(e.Data, &score)
+			}
+		}
+		if score.Risk != tc.risk {
+			t.Fatalf("%s: risk %q, want %q", tc.name, score.Risk, tc.risk)
+		}
+		last := site[len(site)-1]
+		var a scoring.Alert
+		_ = json.Unmarshal(last.Data, &a)
+		if tc.alertSev != "" && (a.Kind != "alert" || a.Severity != tc.alertSev) {
+			t.Fatalf("%s: last event %s, want an alert of severity %s", tc.name, last.Data, tc.alertSev)
+		}
+	}
+	mu.Lock()
+	trial := len(events["trial:T1"])
+	mu.Unlock()
+	if trial != 2 {
+		t.Fatalf("trial room has %d events, want the 2 alert events", trial)
+	}
+	// Scoring the same reading again publishes nothing.
+	r := reading.Reading{ReadingID: "normal", PatientID: "P1", TrialID: "T1", SiteID: "S1", MeasuredAt: now,
+		Vitals: vitals(16, 97, 120, 72, 36.8, "alert")}
+	if err := p.Process(ctx, scoring.Input{Reading: r, ReceivedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if n := len(events["site:T1:S1"]); n != 6 {
+		t.Fatalf("rescoring published again: %d events", n)
+	}
+	mu.Unlock()
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPipelineAdmission(t *testing.T) {
+	p, err := scoring.NewPipeline(newMemStore(), bus.NewMemory(10), scoring.PipelineConfig{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err1 := p.Admit()
+	b, err2 := p.Admit()
+	if err1 != nil || err2 != nil {
+		t.Fatalf("admit within capacity: %v %v", err1, err2)
+	}
+	if _, err := p.Admit(); !errors.Is(err, scoring.ErrOverloaded) {
+		t.Fatalf("admit over capacity: %v, want ErrOverloaded", err)
+	}
+	a.Release()
+	a.Release() // idempotent: must not free a second slot
+	c, err := p.Admit()
+	if err != nil {
+		t.Fatalf("admit after release: %v", err)
+	}
+	if _, err := p.Admit(); !errors.Is(err, scoring.ErrOverloaded) {
+		t.Fatalf("double release freed two slots: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Score(scoring.Input{Reading: reading.Reading{ReadingID: "x", PatientID: "P", TrialID: "T", SiteID: "S",
+			Vitals: vitals(16, 97, 120, 72, 36.8, "alert")}, ReceivedAt: time.Now()})
+	}()
+	<-done
+	c.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
+
+func TestPipelineStoreFailureIsReported(t *testing.T) {
+	st := newMemStore()
+	st.fail = errors.New("disk full")
+	p, err := scoring.NewPipeline(st, bus.NewMemory(10), scoring.PipelineConfig{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reading.Reading{ReadingID: "r", PatientID: "P", TrialID: "T", SiteID: "S", Vitals: vitals(16, 97, 120, 72, 36.8, "alert")}
+	if err := p.Process(context.Background(), scoring.Input{Reading: r}); err == nil {
+		t.Fatal("a failed score write must be reported so the sweep retries it")
+	}
+}

@@ -1,0 +1,267 @@
+// Package server owns the wiring of one Vigil node: it opens the store and the
+// bus, starts the scoring pipeline, the hub and the Fiber app, serves API,
+// /ws and board on one listener, scores what a crash left unscored, and shuts
+// everything down in order. It imports every other package; none imports it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"vigil/auth"
+	"vigil/board"
+	"vigil/bus"
+	"vigil/config"
+	"vigil/hub"
+	"vigil/ingest"
+	"vigil/metrics"
+	"vigil/problem"
+	"vigil/ratelimit"
+	"vigil/scoring"
+	"vigil/store"
+	"vigil/store/sqlite"
+	"vigil/ui"
+)
+
+// Server is one running node.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	store    store.Store
+	broker   bus.Broker
+	pipeline *scoring.Pipeline
+	hub      *hub.Hub
+	app      *fiber.App
+	hubHTTP  *http.Server
+	wsLn     *connListener
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// New builds a node from its configuration; nothing listens until Serve.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	verifier, err := newVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RedisURL != "" {
+		st.Close()
+		return nil, errors.New("server: VIGIL_REDIS_URL: the Redis bus is not available in this version; leave it empty for the in-process bus")
+	}
+	if cfg.PredictorAddr != "" {
+		st.Close()
+		return nil, errors.New("server: VIGIL_PREDICTOR_ADDR: the predictor client is not available in this version; leave it empty for rules only")
+	}
+	broker := bus.NewMemory(cfg.HistorySize)
+	pipe, err := scoring.NewPipeline(st, broker, scoring.PipelineConfig{Workers: cfg.ScoringWorkers, Logger: log})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	h := hub.New(broker, hub.Config{Verifier: verifier, AllowedOrigins: cfg.Origins(), Logger: log})
+
+	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h, done: make(chan struct{})}
+	s.app = fiber.New(fiber.Config{
+		AppName:                 "vigil",
+		DisableStartupMessage:   true,
+		BodyLimit:               ingest.MaxBatchBody + 1, // the handlers give the precise 413s
+		ReadTimeout:             30 * time.Second,
+		WriteTimeout:            30 * time.Second,
+		IdleTimeout:             2 * time.Minute,
+		ErrorHandler:            problem.ErrorHandler,
+		EnableTrustedProxyCheck: cfg.TrustProxy,
+		ProxyHeader:             proxyHeader(cfg.TrustProxy),
+	})
+	s.app.Use(recover.New())
+	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	s.app.Get("/readyz", s.ready)
+	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})))
+	ingest.New(ingest.Config{
+		Verifier:   verifier,
+		Store:      st,
+		Scorer:     pipe,
+		PerPatient: ratelimit.New(cfg.RatePerPatient, 1_000_000),
+		PerIP:      ratelimit.New(cfg.RatePerIP, 100_000),
+		Logger:     log,
+	}).Register(s.app)
+	board.New(verifier, st, log).Register(s.app)
+	s.app.Get("/ws", func(c *fiber.Ctx) error { return s.wsLn.hijackWS(c) })
+	static := adaptor.HTTPHandler(ui.Handler())
+	s.app.Get("/*", static)
+	return s, nil
+}
+
+func proxyHeader(trust bool) string {
+	if trust {
+		return fiber.HeaderXForwardedFor
+	}
+	return ""
+}
+
+func newVerifier(cfg config.Config) (*auth.Verifier, error) {
+	vc := auth.VerifierConfig{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+		Leeway: 30 * time.Second}
+	if cfg.JWTPublicKeys != "" {
+		keys, err := auth.LoadPublicKeys(cfg.JWTPublicKeys)
+		if err != nil {
+			return nil, err
+		}
+		vc.PublicKeys = keys
+	}
+	v, err := auth.NewVerifier(vc)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w (set VIGIL_JWT_SECRET or VIGIL_JWT_PUBLIC_KEYS)", err)
+	}
+	return v, nil
+}
+
+func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	if path := cfg.SQLitePath(); path != "" {
+		st, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return nil, fmt.Errorf("server: open store: %w", err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("server: VIGIL_DB %q: only sqlite://PATH is available in this version", redactDSN(cfg.DB))
+}
+
+// redactDSN keeps a database URL's scheme only, so passwords never reach logs.
+func redactDSN(dsn string) string {
+	for i := 0; i+2 < len(dsn); i++ {
+		if dsn[i:i+3] == "://" {
+			return dsn[:i+3] + "…"
+		}
+	}
+	return "…"
+}
+
+func (s *Server) ready(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	checks := fiber.Map{"store": "ok", "bus": "ok"}
+	ok := true
+	if err := s.store.Ping(ctx); err != nil {
+		checks["store"], ok = "unavailable", false
+	}
+	if err := s.broker.Ping(ctx); err != nil {
+		checks["bus"], ok = "unavailable", false
+	}
+	if !ok {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "checks": checks})
+	}
+	return c.JSON(fiber.Map{"status": "ok", "checks": checks})
+}
+
+// Serve serves on ln until Shutdown; it returns nil after a clean shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.wsLn = newConnListener(ln.Addr())
+	s.hubHTTP = &http.Server{Handler: s.hub, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	// A non-upgrade reply from the hub must end the connection: it was taken
+	// from Fiber and its next request would otherwise land on the hub.
+	s.hubHTTP.SetKeepAlivesEnabled(false)
+	go func() {
+		if err := s.hubHTTP.Serve(s.wsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("hub server stopped", "err", err)
+		}
+	}()
+	bg, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.sweep(bg)
+	err := s.app.Listener(ln)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("server: serve: %w", err)
+	}
+	return nil
+}
+
+// sweep scores readings that a crash or a failed scoring left unscored: all
+// of them at start, then every SweepInterval those older than it.
+func (s *Server) sweep(ctx context.Context) {
+	defer close(s.done)
+	s.rescore(ctx, time.Now())
+	if s.cfg.SweepInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.rescore(ctx, now.Add(-s.cfg.SweepInterval))
+		}
+	}
+}
+
+func (s *Server) rescore(ctx context.Context, before time.Time) {
+	total := 0
+	for ctx.Err() == nil {
+		recs, err := s.store.Unscored(ctx, before, 500)
+		if err != nil {
+			s.log.Error("find unscored readings", "err", err)
+			return
+		}
+		failed := 0
+		for _, r := range recs {
+			if err := s.pipeline.Process(ctx, scoring.Input{Reading: r.Reading, ReceivedAt: r.ReceivedAt}); err != nil {
+				failed++
+				s.log.Error("rescore", "reading_id", r.Reading.ReadingID, "err", err)
+			}
+		}
+		total += len(recs) - failed
+		if len(recs) < 500 || failed == len(recs) {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("scored readings left unscored", "count", total)
+	}
+}
+
+// Shutdown stops taking requests, closes WebSocket sessions, lets admitted
+// readings finish scoring, and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if err := s.app.ShutdownWithContext(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("fiber: %w", err))
+	}
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
+	if err := s.hub.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("hub: %w", err))
+	}
+	if s.wsLn != nil {
+		s.wsLn.Close()
+		if err := s.hubHTTP.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("hub http: %w", err))
+		}
+	}
+	if err := s.pipeline.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.broker.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
