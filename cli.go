@@ -111,6 +111,7 @@ func simulate(ctx context.Context, args []string, out io.Writer) error {
 	workers := fs.Int("workers", 32, "concurrent requests")
 	worse := fs.Float64("deteriorating", 0.04, "share of patients who deteriorate")
 	secret := fs.String("jwt-secret", cfg.JWTSecret, "VIGIL_JWT_SECRET: to mint patient tokens")
+	watch := fs.Bool("watch", true, "measure post-to-board latency with a staff WebSocket session")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -124,6 +125,24 @@ func simulate(ctx context.Context, args []string, out io.Writer) error {
 	cohort, err := sim.Cohort(sc, time.Now())
 	if err != nil {
 		return err
+	}
+	if *watch {
+		var all []string
+		for _, s := range sim.SiteIDs(*sites) {
+			all = append(all, *trial+"/"+s)
+		}
+		tok, err := sc.Issuer.Mint(auth.Claims{Role: auth.RoleSafety, Trials: []string{*trial}, Sites: all,
+			RegisteredClaims: subject("u-simulate")}, *duration+time.Hour)
+		if err != nil {
+			return err
+		}
+		w, err := sim.Watch(ctx, sc.URL, tok, *trial, sim.SiteIDs(*sites))
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		sc.Watcher = w
+		time.Sleep(200 * time.Millisecond) // let the subscriptions land
 	}
 	res, err := sim.Run(ctx, sc, cohort)
 	if err != nil {
@@ -139,7 +158,12 @@ func simulate(ctx context.Context, args []string, out io.Writer) error {
 	for _, c := range codes {
 		fmt.Fprintf(out, "  HTTP %d: %d\n", c, res.ByStatus[c])
 	}
-	fmt.Fprintf(out, "POST round trip: p50 %s, p99 %s, max %s\n", res.Quantile(0.5), res.Quantile(0.99), res.Quantile(1))
+	fmt.Fprintf(out, "POST round trip: p50 %s, p99 %s, max %s\n",
+		sim.Quantile(res.Latencies, 0.5), sim.Quantile(res.Latencies, 0.99), sim.Quantile(res.Latencies, 1))
+	if sc.Watcher != nil {
+		fmt.Fprintf(out, "post to board (score event on a WebSocket): p50 %s, p99 %s, max %s; %d of %d never arrived\n",
+			sim.Quantile(res.Board, 0.5), sim.Quantile(res.Board, 0.99), sim.Quantile(res.Board, 1), res.Unseen, len(res.Board)+res.Unseen)
+	}
 	if res.Accepted < res.Sent {
 		fmt.Fprintln(os.Stderr, "simulate: some readings were not accepted")
 	}

@@ -42,6 +42,8 @@ type Config struct {
 	Issuer  auth.Issuer
 	Seed    uint64
 	Client  *http.Client
+	// Watcher, if set, measures post-to-board latency of accepted readings.
+	Watcher *Watcher
 }
 
 // SiteIDs returns the site ids of a cohort with n sites: S01, S02, …
@@ -77,15 +79,20 @@ type Result struct {
 	Errors    int64
 	Elapsed   time.Duration
 	Latencies []time.Duration // POST round trips, sorted
+	// Board holds post-to-board latencies (from sending the POST to the score
+	// event reaching the watcher), sorted; Unseen counts accepted readings
+	// whose event never arrived.
+	Board  []time.Duration
+	Unseen int
 }
 
-// Quantile returns the q-quantile of the POST round trips.
-func (r Result) Quantile(q float64) time.Duration {
-	if len(r.Latencies) == 0 {
+// Quantile returns the q-quantile of sorted durations.
+func Quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
 		return 0
 	}
-	i := int(math.Ceil(q*float64(len(r.Latencies)))) - 1
-	return r.Latencies[max(0, min(i, len(r.Latencies)-1))]
+	i := int(math.Ceil(q*float64(len(ds)))) - 1
+	return ds[max(0, min(i, len(ds)-1))]
 }
 
 // Cohort builds the patients of cfg and mints their tokens.
@@ -179,6 +186,7 @@ func Run(ctx context.Context, cfg Config, patients []*Patient) (Result, error) {
 	}
 	var (
 		res   = Result{ByStatus: map[int]int64{}}
+		sends = map[string]time.Time{} // accepted reading id → when its POST was sent
 		mu    sync.Mutex
 		sent  atomic.Int64
 		acc   atomic.Int64
@@ -203,8 +211,13 @@ func Run(ctx context.Context, cfg Config, patients []*Patient) (Result, error) {
 					res.Latencies = append(res.Latencies, d)
 				}
 				mu.Unlock()
-				if status == http.StatusAccepted || status == http.StatusOK {
+				if status == http.StatusAccepted {
 					acc.Add(1)
+					if cfg.Watcher != nil {
+						mu.Lock()
+						sends[r.ReadingID] = t0
+						mu.Unlock()
+					}
 				}
 			}
 		}()
@@ -242,7 +255,39 @@ loop:
 	res.Sent, res.Accepted, res.Errors = sent.Load(), acc.Load(), nerr.Load()
 	res.Elapsed = time.Since(start)
 	slices.Sort(res.Latencies)
+	if cfg.Watcher != nil {
+		res.Board, res.Unseen = boardLatencies(cfg.Watcher, sends)
+	}
 	return res, nil
+}
+
+// boardLatencies waits briefly for the last events, then pairs each accepted
+// reading with its arrival.
+func boardLatencies(w *Watcher, sends map[string]time.Time) ([]time.Duration, int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		missing := 0
+		for id := range sends {
+			if _, ok := w.Arrival(id); !ok {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var out []time.Duration
+	unseen := 0
+	for id, sent := range sends {
+		if at, ok := w.Arrival(id); ok {
+			out = append(out, at.Sub(sent))
+		} else {
+			unseen++
+		}
+	}
+	slices.Sort(out)
+	return out, unseen
 }
 
 func post(ctx context.Context, c *http.Client, base, token string, r reading.Reading) (int, error) {
