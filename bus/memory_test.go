@@ -1,0 +1,204 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"testing"
+)
+
+func publishN(t *testing.T, m *Memory, room string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := m.Publish(context.Background(), room, fmt.Appendf(nil, `{"i":%d}`, i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func offsets(events []Event) []uint64 {
+	out := make([]uint64, len(events))
+	for i, e := range events {
+		out[i] = e.Offset
+	}
+	return out
+}
+
+func span(from, to uint64) []uint64 {
+	out := []uint64{}
+	for o := from; o <= to; o++ {
+		out = append(out, o)
+	}
+	return out
+}
+
+func TestMemoryHistory(t *testing.T) {
+	tests := []struct {
+		name       string
+		size       int
+		published  int
+		since      uint64
+		want       []uint64
+		wantLatest uint64
+		wantErr    error
+	}{
+		{"empty room, since 0", 5, 0, 0, []uint64{}, 0, nil},
+		{"empty room, since 1", 5, 0, 1, nil, 0, ErrUnrecoverable},
+		{"all from the start", 5, 3, 0, span(1, 3), 3, nil},
+		{"some", 5, 3, 1, span(2, 3), 3, nil},
+		{"since latest", 5, 3, 3, []uint64{}, 3, nil},
+		{"since beyond latest", 5, 3, 4, nil, 3, ErrUnrecoverable},
+		{"latest only", 5, 3, math.MaxUint64, nil, 3, ErrUnrecoverable},
+		{"ring full, oldest-1 still covered", 5, 12, 7, span(8, 12), 12, nil},
+		{"ring full, one too old", 5, 12, 6, nil, 12, ErrUnrecoverable},
+		{"ring full, since 0", 5, 12, 0, nil, 12, ErrUnrecoverable},
+		{"exactly full, since 0", 5, 5, 0, span(1, 5), 5, nil},
+		{"default size", 0, 1001, 1, span(2, 1001), 1001, nil},
+		{"default size, too old", -1, 1001, 0, nil, 1001, ErrUnrecoverable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMemory(tt.size)
+			publishN(t, m, "site:T1:S1", tt.published)
+			publishN(t, m, "site:T1:S2", 2) // another room must not interfere
+			events, latest, err := m.History(context.Background(), "site:T1:S1", tt.since)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if latest != tt.wantLatest {
+				t.Errorf("latest = %d, want %d", latest, tt.wantLatest)
+			}
+			if tt.wantErr != nil {
+				return
+			}
+			if got := offsets(events); !slices.Equal(got, tt.want) {
+				t.Errorf("offsets = %v, want %v", got, tt.want)
+			}
+			for _, e := range events {
+				if want := fmt.Sprintf(`{"i":%d}`, e.Offset); string(e.Data) != want || e.Room != "site:T1:S1" {
+					t.Errorf("event %d = %s %s, want %s", e.Offset, e.Room, e.Data, want)
+				}
+			}
+		})
+	}
+}
+
+func TestMemoryDelivery(t *testing.T) {
+	m := NewMemory(10)
+	var got []Event
+	m.SetHandler(func(e Event) { got = append(got, e) })
+	ctx := context.Background()
+
+	publishN(t, m, "a", 1) // before Subscribe: history only
+	if err := m.Subscribe(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte(`{"x":1}`)
+	ev, err := m.Publish(ctx, "a", buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf[2] = 'y' // the broker must have copied
+	publishN(t, m, "b", 1)
+	if err := m.Unsubscribe(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, m, "a", 1)
+
+	if len(got) != 1 || got[0].Offset != 2 || got[0].Room != "a" || string(got[0].Data) != `{"x":1}` {
+		t.Fatalf("delivered %+v, want only a/2", got)
+	}
+	if ev.Offset != 2 || ev.Room != "a" {
+		t.Errorf("Publish returned %+v", ev)
+	}
+	if _, latest, _ := m.History(ctx, "a", 0); latest != 3 {
+		t.Errorf("latest = %d, want 3", latest)
+	}
+}
+
+func TestMemoryConcurrentPublishers(t *testing.T) {
+	const publishers, each = 8, 500
+	m := NewMemory(publishers * each)
+	rooms := []string{"r1", "r2"}
+	var mu sync.Mutex
+	delivered := map[string][]uint64{}
+	m.SetHandler(func(e Event) {
+		mu.Lock()
+		delivered[e.Room] = append(delivered[e.Room], e.Offset)
+		mu.Unlock()
+	})
+	for _, r := range rooms {
+		if err := m.Subscribe(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	returned := make([][]uint64, publishers)
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				ev, err := m.Publish(context.Background(), rooms[i%2], []byte(`{}`))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ev.Room == "r1" {
+					returned[p] = append(returned[p], ev.Offset)
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	want := span(1, publishers*each/2)
+	all := slices.Concat(returned...)
+	slices.Sort(all)
+	if !slices.Equal(all, want) {
+		t.Errorf("offsets returned to publishers are not unique and contiguous")
+	}
+	for _, r := range rooms {
+		// Delivery order, not just the set, must be offset order.
+		if !slices.Equal(delivered[r], want) {
+			t.Errorf("room %s delivered out of order or incompletely", r)
+		}
+		events, _, err := m.History(context.Background(), r, 0)
+		if err != nil || !slices.Equal(offsets(events), want) {
+			t.Errorf("room %s history: err %v, %d events", r, err, len(events))
+		}
+	}
+}
+
+func TestMemoryEpochAndClose(t *testing.T) {
+	a, b := NewMemory(1), NewMemory(1)
+	if a.Epoch() == "" || a.Epoch() == b.Epoch() {
+		t.Errorf("epochs %q and %q must be non-empty and distinct", a.Epoch(), b.Epoch())
+	}
+	ctx := context.Background()
+	if err := a.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, a, "r", 1)
+	for range 2 {
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Publish(ctx, "r", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Publish after Close: %v", err)
+	}
+	if err := a.Ping(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Ping after Close: %v", err)
+	}
+	if events, _, err := a.History(ctx, "r", 0); err != nil || len(events) != 1 {
+		t.Errorf("History after Close: %v, %d events", err, len(events))
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := b.Publish(cancelled, "r", nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish with cancelled context: %v", err)
+	}
+}
