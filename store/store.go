@@ -58,7 +58,10 @@ type Record struct {
 // ReadingQuery selects one patient's readings, oldest first.
 type ReadingQuery struct {
 	TrialID, SiteID, PatientID string
-	// AfterSeq returns readings stored after this cursor (Record.Seq).
+	// AfterSeq continues after the reading with this Seq, in the list's
+	// (measured_at, seq) order, so readings uploaded late from an offline app
+	// are neither skipped nor repeated; a Seq that is not one of this patient's
+	// readings gives ErrNotFound.
 	AfterSeq int64
 	// Since, if set, returns readings measured at or after it.
 	Since time.Time
