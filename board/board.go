@@ -156,6 +156,9 @@ func (a *API) readings(c *fiber.Ctx) error {
 		}
 	}
 	recs, err := a.store.PatientReadings(c.UserContext(), q)
+	if errors.Is(err, store.ErrNotFound) {
+		return badParam(c, "since", "unknown cursor: since must come from this patient's \"next\"")
+	}
 	if err != nil {
 		return a.internal(c, "patient readings", err)
 	}
@@ -211,6 +214,9 @@ func (a *API) alerts(c *fiber.Ctx) error {
 	}
 	q.Limit = limit + 1
 	list, err := a.store.Alerts(c.UserContext(), q)
+	if errors.Is(err, store.ErrNotFound) {
+		return badParam(c, "after", "unknown cursor: after must come from \"next\"")
+	}
 	if err != nil {
 		return a.internal(c, "alerts", err)
 	}

@@ -150,7 +150,11 @@ func (p *Pipeline) Process(ctx context.Context, in Input) error {
 		return nil
 	}
 	metrics.ScoringLatency.Observe(p.cfg.Now().Sub(in.ReceivedAt).Seconds())
-	data, err := MarshalEvent(s)
+	syms := in.Reading.Symptoms
+	if syms == nil {
+		syms = []reading.Symptom{}
+	}
+	data, err := MarshalEvent(ScoreEvent{Score: s, ReceivedAt: in.ReceivedAt.UTC(), Vitals: in.Reading.Vitals, Symptoms: syms})
 	if err != nil {
 		return fmt.Errorf("encode score: %w", err)
 	}

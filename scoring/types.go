@@ -3,6 +3,8 @@ package scoring
 import (
 	"encoding/json"
 	"time"
+
+	"vigil/reading"
 )
 
 // Risk levels, from lowest to highest.
@@ -72,6 +74,17 @@ type Score struct {
 	// RulesVersion identifies the rule set that produced NEWS2 and Risk, so a
 	// stored score can be traced to the code that made it (ALCOA++).
 	RulesVersion string `json:"rules_version"`
+}
+
+// ScoreEvent is what the bus carries for a score: DESIGN.md's score event
+// data plus the reading's vitals, symptoms and receipt time, so a board can
+// update a patient's row from the event alone instead of asking the server
+// for it after every reading.
+type ScoreEvent struct {
+	Score
+	ReceivedAt time.Time         `json:"received_at"`
+	Vitals     reading.Vitals    `json:"vitals"`
+	Symptoms   []reading.Symptom `json:"symptoms"`
 }
 
 // Alert severities and statuses.
