@@ -1,0 +1,40 @@
+# Vigil. `make demo` runs a demo node; `make test` sets up and runs every test.
+GO      ?= go
+BIN     := bin/vigil
+FUZZTIME ?= 10s
+
+.PHONY: demo build test check unit fuzz e2e bench setup-test clean
+
+build:
+	$(GO) build -o $(BIN) .
+
+demo: build
+	./$(BIN) demo
+
+# Everything CI runs: static checks, the race-enabled suite, brief fuzzing and
+# the real-browser board test.
+test: setup-test check unit fuzz e2e
+
+setup-test:
+	bash scripts/setup-test.sh
+
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeValidate -fuzztime $(FUZZTIME) ./reading/
+
+e2e: build
+	cd ui && VIGIL_BIN=$(CURDIR)/$(BIN) node --test e2e/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin data
