@@ -27,8 +27,11 @@ check:
 unit:
 	$(GO) test -race -count=1 ./...
 
+# Each parser's fuzz target, briefly (go test runs one -fuzz target at a time).
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeValidate -fuzztime $(FUZZTIME) ./reading/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZTIME) ./reading/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./reading/
+	$(GO) test -run '^$$' -fuzz '^FuzzEncodeEvent$$' -fuzztime $(FUZZTIME) ./hub/
 
 e2e: build
 	cd ui && VIGIL_BIN=$(CURDIR)/$(BIN) node --test e2e/

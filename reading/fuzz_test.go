@@ -85,3 +85,41 @@ func FuzzDecodeValidate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeBatch feeds arbitrary bytes to the batch envelope parser: it must
+// never panic, and whatever it accepts is a list of 1..MaxBatch JSON values.
+func FuzzDecodeBatch(f *testing.F) {
+	for _, s := range []string{
+		`{"readings": [` + validJSON + `]}`,
+		`{"readings": []}`,
+		`{"readings": null}`,
+		`{"readings": 5}`,
+		`{"readings": [{}, [], null, 1, "x"]}`,
+		`{"readings": [{}], "extra": 1}`,
+		`{"readings": [{}], "readings": [{}]}`,
+		`{"READINGS": [{}]}`,
+		`{"readings": [{}]} {}`,
+		``, `[]`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		items, err := DecodeBatch(data)
+		if err != nil {
+			var de *DecodeError
+			var ve *ValidationError
+			if !errors.As(err, &de) && !errors.As(err, &ve) {
+				t.Fatalf("DecodeBatch error %v is %T", err, err)
+			}
+			return
+		}
+		if len(items) == 0 || len(items) > MaxBatch {
+			t.Fatalf("accepted a batch of %d", len(items))
+		}
+		for i, it := range items {
+			if !json.Valid(it) {
+				t.Fatalf("item %d is not JSON: %q", i, it)
+			}
+		}
+	})
+}
