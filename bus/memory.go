@@ -18,6 +18,10 @@ const DefaultHistorySize = 1000
 type Memory struct {
 	epoch string
 	size  int
+	// start and startDefault are the offsets rooms continue after, published
+	// by an earlier process (see WithStartOffsets).
+	start        map[string]uint64
+	startDefault uint64
 
 	handler atomic.Pointer[Handler]
 	closed  atomic.Bool
@@ -29,23 +33,75 @@ type Memory struct {
 type memRoom struct {
 	// mu is held across append and delivery so that the handler sees a room's
 	// events in offset order even with concurrent publishers.
-	mu         sync.Mutex
-	latest     uint64
+	mu     sync.Mutex
+	latest uint64
+	// base is the room's latest offset when this process took it over;
+	// events up to base are not in the ring.
+	base       uint64
 	ring       []Event // the event with offset o sits at ring[(o-1)%len(ring)]
 	subscribed bool
 }
 
 var _ Broker = (*Memory)(nil)
 
+// MemoryOption configures a Memory broker.
+type MemoryOption func(*Memory)
+
+// WithStartOffsets makes rooms continue the offsets of an earlier process
+// instead of starting at 1: a room in offsets continues after its value,
+// every other room after def. A client that sends DESIGN.md's since without
+// an epoch then sees its old offset fall before the room's history and is
+// told recovered:false, rather than being "recovered" into a different
+// sequence that reused its numbers.
+func WithStartOffsets(offsets map[string]uint64, def uint64) MemoryOption {
+	return func(m *Memory) {
+		m.start = make(map[string]uint64, len(offsets))
+		for k, v := range offsets {
+			m.start[k] = v
+		}
+		m.startDefault = def
+	}
+}
+
 // NewMemory returns an in-process broker keeping the last historySize events
 // of every room (DefaultHistorySize when historySize <= 0).
-func NewMemory(historySize int) *Memory {
+func NewMemory(historySize int, opts ...MemoryOption) *Memory {
 	if historySize <= 0 {
 		historySize = DefaultHistorySize
 	}
-	// Offsets restart with the process; a fresh epoch lets a client holding
-	// offsets from before a restart see that they no longer mean anything.
-	return &Memory{epoch: rand.Text(), size: historySize, rooms: make(map[string]*memRoom)}
+	// A fresh epoch lets a client holding offsets from before a restart see
+	// that they no longer mean anything.
+	m := &Memory{epoch: rand.Text(), size: historySize, rooms: make(map[string]*memRoom)}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+// startOf is the offset a room continues after.
+func (m *Memory) startOf(room string) uint64 {
+	if v, ok := m.start[room]; ok {
+		return v
+	}
+	return m.startDefault
+}
+
+// Offsets returns every room's latest offset, for a caller that persists them
+// to continue them after a restart.
+func (m *Memory) Offsets() map[string]uint64 {
+	m.mu.RLock()
+	rooms := make(map[string]*memRoom, len(m.rooms))
+	for k, r := range m.rooms {
+		rooms[k] = r
+	}
+	m.mu.RUnlock()
+	out := make(map[string]uint64, len(rooms))
+	for k, r := range rooms {
+		r.mu.Lock()
+		out[k] = r.latest
+		r.mu.Unlock()
+	}
+	return out
 }
 
 func (m *Memory) room(name string) *memRoom {
@@ -58,7 +114,8 @@ func (m *Memory) room(name string) *memRoom {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r = m.rooms[name]; r == nil {
-		r = &memRoom{ring: make([]Event, m.size)}
+		start := m.startOf(name)
+		r = &memRoom{ring: make([]Event, m.size), latest: start, base: start}
 		m.rooms[name] = r
 	}
 	return r
@@ -106,10 +163,11 @@ func (m *Memory) History(ctx context.Context, room string, since uint64) ([]Even
 	}
 	r := m.lookup(room)
 	if r == nil {
-		if since > 0 {
-			return nil, 0, ErrUnrecoverable
+		latest := m.startOf(room)
+		if since != latest {
+			return nil, latest, ErrUnrecoverable
 		}
-		return nil, 0, nil
+		return nil, latest, nil
 	}
 
 	r.mu.Lock()
@@ -118,12 +176,12 @@ func (m *Memory) History(ctx context.Context, room string, since uint64) ([]Even
 	if since > latest {
 		return nil, latest, ErrUnrecoverable
 	}
-	size := uint64(len(r.ring))
-	if latest-since > size {
-		return nil, latest, ErrUnrecoverable
-	}
 	if since == latest {
 		return nil, latest, nil
+	}
+	size := uint64(len(r.ring))
+	if since < r.base || latest-since > size {
+		return nil, latest, ErrUnrecoverable
 	}
 	events := make([]Event, 0, latest-since)
 	for o := since + 1; o <= latest; o++ {

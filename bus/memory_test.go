@@ -202,3 +202,49 @@ func TestMemoryEpochAndClose(t *testing.T) {
 		t.Errorf("Publish with cancelled context: %v", err)
 	}
 }
+
+func TestMemoryStartOffsets(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory(10, WithStartOffsets(map[string]uint64{"site:T:S1": 100}, 5000))
+	if _, latest, err := m.History(ctx, "site:T:S1", 100); err != nil || latest != 100 {
+		t.Fatalf("before any publish: latest %d, err %v", latest, err)
+	}
+	for _, room := range []string{"site:T:S1", "site:T:S1", "site:T:S2"} {
+		if _, err := m.Publish(ctx, room, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		room    string
+		since   uint64
+		want    []uint64
+		latest  uint64
+		unrecov bool
+	}{
+		{"site:T:S1", 100, []uint64{101, 102}, 102, false},
+		{"site:T:S1", 101, []uint64{102}, 102, false},
+		{"site:T:S1", 102, nil, 102, false},
+		{"site:T:S1", 99, nil, 102, true}, // from before the restart: not here
+		{"site:T:S1", 1, nil, 102, true},  // a client of the old sequence
+		{"site:T:S2", 5000, []uint64{5001}, 5001, false},
+		{"site:T:S2", 3, nil, 5001, true},
+		{"site:T:S3", 5000, nil, 5000, false}, // untouched room
+		{"site:T:S3", 0, nil, 5000, true},
+	}
+	for _, tc := range cases {
+		evs, latest, err := m.History(ctx, tc.room, tc.since)
+		if latest != tc.latest || (err != nil) != tc.unrecov {
+			t.Fatalf("%s since %d: latest %d err %v", tc.room, tc.since, latest, err)
+		}
+		var got []uint64
+		for _, e := range evs {
+			got = append(got, e.Offset)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Fatalf("%s since %d: offsets %v, want %v", tc.room, tc.since, got, tc.want)
+		}
+	}
+	if got := m.Offsets(); got["site:T:S1"] != 102 || got["site:T:S2"] != 5001 || len(got) != 2 {
+		t.Fatalf("Offsets() = %v", got)
+	}
+}

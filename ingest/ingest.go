@@ -196,7 +196,7 @@ func (a *API) accept(ctx context.Context, claims *auth.Claims, body []byte) outc
 		} else {
 			// A retry of a reading whose scoring failed or is under way:
 			// scoring again is safe (the first stored score wins).
-			slot.Score(scoring.Input{Reading: r, ReceivedAt: res.ReceivedAt})
+			slot.Score(scoring.Input{Reading: r, ReceivedAt: res.ReceivedAt, Retry: true})
 		}
 		metrics.ReadingsAccepted.WithLabelValues("duplicate").Inc()
 		return outcome{status: fiber.StatusOK, body: &accepted{ReadingID: r.ReadingID, Status: "accepted"}}

@@ -107,6 +107,27 @@ func TestAcknowledgedReadingsSurviveSIGKILL(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	// Every patient with an acknowledged deteriorating reading has its one
+	// open alert after the restart.
+	rep := do(t, "GET", n2.base+"/v1/alerts?trial=T008&site=S01&status=open&limit=1000", staff, nil)
+	var body struct {
+		Alerts []struct {
+			PatientID string `json:"patient_id"`
+		} `json:"alerts"`
+	}
+	if err := json.Unmarshal(rep.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	perPatient := map[string]int{}
+	for _, a := range body.Alerts {
+		perPatient[a.PatientID]++
+	}
+	for p := 0; p < patients; p += 3 {
+		pid := fmt.Sprintf("P%04d", 2001+p)
+		if len(byPatient[pid]) > 0 && perPatient[pid] != 1 {
+			t.Fatalf("%s: %d open alerts after restart, want 1", pid, perPatient[pid])
+		}
+	}
 }
 
 // patientReadings returns the patient's stored reading ids and how many lack a score.

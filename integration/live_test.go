@@ -242,3 +242,59 @@ func TestOriginAllowList(t *testing.T) {
 		t.Fatalf("want ready, got %v", m)
 	}
 }
+
+// TestOffsetsContinueAcrossRestarts: a client that knows nothing of epochs
+// (DESIGN.md's protocol) must never be told it recovered when the events it
+// missed were published by an earlier process.
+func TestOffsetsContinueAcrossRestarts(t *testing.T) {
+	db := tempDB(t)
+	tok := staffToken(t, auth.RolePI, []string{"T008"}, "T008/S01")
+	ptok := patientToken(t, "P1001", "T008", "S01")
+	postAndSee := func(n *node, c *wsClient) uint64 {
+		r := newReading("P1001", "T008", "S01", vitalsOK())
+		if rep := do(t, "POST", n.base+"/v1/readings", ptok, r); rep.Status != 202 {
+			t.Fatalf("post: %d %s", rep.Status, rep.Body)
+		}
+		return uint64(c.eventFor("score", r["reading_id"].(string), 2*time.Second)["offset"].(float64))
+	}
+	subscribeSince := func(n *node, since uint64) map[string]any {
+		c := connect(t, n, tok)
+		return c.subscribe("site:T008:S01", &since)
+	}
+
+	n := start(t, db)
+	c := connect(t, n, tok)
+	c.subscribe("site:T008:S01", nil)
+	var last uint64
+	for range 3 {
+		last = postAndSee(n, c)
+	}
+	if last != 3 {
+		t.Fatalf("third event at offset %d", last)
+	}
+	n.stop() // graceful: offsets saved exactly
+
+	n = start(t, db)
+	if sub := subscribeSince(n, 3); sub["recovered"] != true || sub["offset"] != float64(3) {
+		t.Fatalf("after a clean restart, since=3: %v", sub)
+	}
+	if sub := subscribeSince(n, 2); sub["recovered"] != false {
+		t.Fatalf("after a clean restart, since=2 (event 3 is gone with the old process): %v", sub)
+	}
+	c = connect(t, n, tok)
+	c.subscribe("site:T008:S01", nil)
+	if off := postAndSee(n, c); off != 4 {
+		t.Fatalf("first event after a clean restart at offset %d, want 4", off)
+	}
+	n.kill() // a crash may lose the record of the latest offsets
+
+	n = start(t, db)
+	if sub := subscribeSince(n, 4); sub["recovered"] != false {
+		t.Fatalf("after a crash, since=4: %v", sub)
+	}
+	c = connect(t, n, tok)
+	c.subscribe("site:T008:S01", nil)
+	if off := postAndSee(n, c); off <= 4 {
+		t.Fatalf("after a crash an offset was reused: %d", off)
+	}
+}

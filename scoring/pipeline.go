@@ -34,6 +34,9 @@ var ErrOverloaded = errors.New("scoring: pool full")
 type Input struct {
 	Reading    reading.Reading
 	ReceivedAt time.Time
+	// Retry marks a reading scored again after an earlier attempt may have
+	// failed part-way (the sweep, a client's retry of an unscored reading).
+	Retry bool
 }
 
 // PipelineConfig configures a Pipeline.
@@ -137,11 +140,28 @@ func (s *Slot) Score(in Input) {
 	}
 }
 
-// Process scores one reading, stores the score and publishes it; when the score
-// raises an alert, it opens or updates the patient's alert and publishes that.
-// A reading already scored (by a concurrent sweep) is not published again.
+// Process scores one reading: it opens or updates the patient's alert when the
+// score raises one, then stores the score, publishing each. The alert comes
+// first because storing the score is what marks the reading done: if the
+// alert step fails, or the process dies between the two, the reading is still
+// unscored and the sweep runs it again (Merge makes a repeated alert step a
+// no-op). A retried reading (in.Retry) republishes the patient's alert even
+// when nothing changed, since the first attempt may have died before
+// publishing it: a duplicate notification is better than a missed one.
 func (p *Pipeline) Process(ctx context.Context, in Input) error {
 	s := Evaluate(in.Reading, p.cfg.Now())
+	if cand, ok := AlertCandidate(s); ok {
+		alert, changed, err := p.store.ApplyAlert(ctx, cand, Merge)
+		if err != nil {
+			return fmt.Errorf("apply alert: %w", err)
+		}
+		if changed && alert.OpenedAt.Equal(alert.UpdatedAt) {
+			metrics.AlertsOpened.WithLabelValues(alert.Severity).Inc()
+		}
+		if (changed || in.Retry) && alert.AlertID != "" {
+			p.publishAlert(ctx, alert)
+		}
+	}
 	saved, err := p.store.SaveScore(ctx, s)
 	if err != nil {
 		return fmt.Errorf("save score: %w", err)
@@ -162,30 +182,23 @@ func (p *Pipeline) Process(ctx context.Context, in Input) error {
 		// The score is stored; boards recover it from a snapshot.
 		p.cfg.Logger.Error("publish score", "reading_id", s.ReadingID, "err", err)
 	}
-	cand, ok := AlertCandidate(s)
-	if !ok {
-		return nil
-	}
-	alert, changed, err := p.store.ApplyAlert(ctx, cand, Merge)
+	return nil
+}
+
+// publishAlert sends an alert to its site and trial rooms. A failed publish
+// is logged, not returned: the alert is stored and stays open, and boards
+// recover it from their snapshot.
+func (p *Pipeline) publishAlert(ctx context.Context, alert Alert) {
+	data, err := MarshalEvent(alert)
 	if err != nil {
-		return fmt.Errorf("apply alert: %w", err)
-	}
-	if !changed {
-		return nil
-	}
-	if alert.OpenedAt.Equal(alert.UpdatedAt) {
-		metrics.AlertsOpened.WithLabelValues(alert.Severity).Inc()
-	}
-	data, err = MarshalEvent(alert)
-	if err != nil {
-		return fmt.Errorf("encode alert: %w", err)
+		p.cfg.Logger.Error("encode alert", "alert_id", alert.AlertID, "err", err)
+		return
 	}
 	for _, room := range []string{bus.SiteRoom(alert.TrialID, alert.SiteID), bus.TrialRoom(alert.TrialID)} {
 		if _, err := p.pub.Publish(ctx, room, data); err != nil {
 			p.cfg.Logger.Error("publish alert", "alert_id", alert.AlertID, "room", room, "err", err)
 		}
 	}
-	return nil
 }
 
 // Evaluate applies the rules to a reading. The SpO2 scale is the reading's

@@ -85,6 +85,7 @@ func TestPipelinePublishesScoresAndAlerts(t *testing.T) {
 	}
 	ctx := context.Background()
 	now := time.Now()
+	prevEvents := 0
 	cases := []struct {
 		name       string
 		v          reading.Vitals
@@ -123,11 +124,20 @@ func TestPipelinePublishesScoresAndAlerts(t *testing.T) {
 		if score.Risk != tc.risk {
 			t.Fatalf("%s: risk %q, want %q", tc.name, score.Risk, tc.risk)
 		}
-		last := site[len(site)-1]
-		var a scoring.Alert
-		_ = json.Unmarshal(last.Data, &a)
-		if tc.alertSev != "" && (a.Kind != "alert" || a.Severity != tc.alertSev) {
-			t.Fatalf("%s: last event %s, want an alert of severity %s", tc.name, last.Data, tc.alertSev)
+		// The step's events: an alert (when raised or raised further), then the score.
+		var alerts []scoring.Alert
+		for _, e := range site[prevEvents:] {
+			var a scoring.Alert
+			if json.Unmarshal(e.Data, &a) == nil && a.Kind == "alert" {
+				alerts = append(alerts, a)
+			}
+		}
+		prevEvents = len(site)
+		switch {
+		case tc.alertSev == "" && len(alerts) != 0:
+			t.Fatalf("%s: unexpected alert events %+v", tc.name, alerts)
+		case tc.alertSev != "" && (len(alerts) != 1 || alerts[0].Severity != tc.alertSev):
+			t.Fatalf("%s: alert events %+v, want one of severity %s", tc.name, alerts, tc.alertSev)
 		}
 	}
 	mu.Lock()
@@ -199,5 +209,69 @@ func TestPipelineStoreFailureIsReported(t *testing.T) {
 	r := reading.Reading{ReadingID: "r", PatientID: "P", TrialID: "T", SiteID: "S", Vitals: vitals(16, 97, 120, 72, 36.8, "alert")}
 	if err := p.Process(context.Background(), scoring.Input{Reading: r}); err == nil {
 		t.Fatal("a failed score write must be reported so the sweep retries it")
+	}
+}
+
+// flakyAlerts fails ApplyAlert a set number of times.
+type flakyAlerts struct {
+	*memStore
+	failures int
+}
+
+func (f *flakyAlerts) ApplyAlert(ctx context.Context, c scoring.Alert, merge scoring.MergeFunc) (scoring.Alert, bool, error) {
+	if f.failures > 0 {
+		f.failures--
+		return scoring.Alert{}, false, errors.New("database is locked")
+	}
+	return f.memStore.ApplyAlert(ctx, c, merge)
+}
+
+// TestAlertStepFailureIsRetried: a failed alert write must leave the reading
+// unscored, so the sweep's retry opens the alert; an alert is never lost
+// behind a stored score.
+func TestAlertStepFailureIsRetried(t *testing.T) {
+	st := &flakyAlerts{memStore: newMemStore(), failures: 1}
+	b := bus.NewMemory(100)
+	var (
+		mu     sync.Mutex
+		alerts int
+	)
+	b.SetHandler(func(e bus.Event) {
+		var a scoring.Alert
+		if json.Unmarshal(e.Data, &a) == nil && a.Kind == "alert" {
+			mu.Lock()
+			alerts++
+			mu.Unlock()
+		}
+	})
+	_ = b.Subscribe(context.Background(), "site:T1:S1")
+	p, err := scoring.NewPipeline(st, b, scoring.PipelineConfig{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reading.Reading{ReadingID: "r1", PatientID: "P1", TrialID: "T1", SiteID: "S1", MeasuredAt: time.Now(),
+		Vitals: vitals(26, 90, 88, 135, 39.5, "voice")}
+	if err := p.Process(context.Background(), scoring.Input{Reading: r}); err == nil {
+		t.Fatal("a failed alert write must fail the scoring")
+	}
+	if len(st.scores) != 0 {
+		t.Fatal("the score was stored although its alert was not: the sweep would never retry the alert")
+	}
+	if err := p.Process(context.Background(), scoring.Input{Reading: r, Retry: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.scores) != 1 || len(st.alerts) != 1 {
+		t.Fatalf("after retry: %d scores, %d alerts", len(st.scores), len(st.alerts))
+	}
+	// A retry of a reading whose alert was stored but perhaps never published
+	// publishes it again.
+	st.scores = map[string]scoring.Score{}
+	if err := p.Process(context.Background(), scoring.Input{Reading: r, Retry: true}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if alerts != 2 {
+		t.Fatalf("%d alert events, want 2 (opened, then republished on retry)", alerts)
 	}
 }

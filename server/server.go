@@ -9,14 +9,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"vigil/auth"
 	"vigil/board"
@@ -38,14 +42,14 @@ type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
 	store    store.Store
-	broker   bus.Broker
+	broker   *bus.Memory
 	pipeline *scoring.Pipeline
 	hub      *hub.Hub
 	app      *fiber.App
 	hubHTTP  *http.Server
 	wsLn     *connListener
 	stop     context.CancelFunc
-	done     chan struct{}
+	bg       sync.WaitGroup // the sweep and the offset saver
 }
 
 // New builds a node from its configuration; nothing listens until Serve.
@@ -66,7 +70,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		st.Close()
 		return nil, errors.New("server: VIGIL_PREDICTOR_ADDR: the predictor client is not available in this version; leave it empty for rules only")
 	}
-	broker := bus.NewMemory(cfg.HistorySize)
+	broker, err := newMemoryBus(ctx, st, cfg.HistorySize)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	pipe, err := scoring.NewPipeline(st, broker, scoring.PipelineConfig{Workers: cfg.ScoringWorkers, Logger: log})
 	if err != nil {
 		st.Close()
@@ -74,7 +82,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	h := hub.New(broker, hub.Config{Verifier: verifier, AllowedOrigins: cfg.Origins(), Logger: log})
 
-	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h, done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h}
 	s.app = fiber.New(fiber.Config{
 		AppName:                 "vigil",
 		DisableStartupMessage:   true,
@@ -167,6 +175,59 @@ func (s *Server) ready(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok", "checks": checks})
 }
 
+// crashOffsetGap is how far a room's offsets jump after a crash. Offsets are
+// saved every offsetSaveInterval, so a crash may lose the record of the last
+// events published; jumping well past anything a room can publish in that
+// interval guarantees no offset is ever reused for a different event.
+const (
+	crashOffsetGap     = 1 << 20
+	offsetSaveInterval = time.Second
+)
+
+// newMemoryBus starts the in-process bus where the last process left its
+// offsets, and marks the store's copy as no longer exact until a clean
+// shutdown saves it again.
+func newMemoryBus(ctx context.Context, st store.Store, historySize int) (*bus.Memory, error) {
+	offsets, clean, err := st.RoomOffsets(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server: load bus offsets: %w", err)
+	}
+	def := uint64(0)
+	if !clean {
+		def = crashOffsetGap
+		for room, off := range offsets {
+			offsets[room] = off + crashOffsetGap
+		}
+	}
+	if err := st.SaveRoomOffsets(ctx, offsets, false); err != nil {
+		return nil, fmt.Errorf("server: mark bus offsets: %w", err)
+	}
+	return bus.NewMemory(historySize, bus.WithStartOffsets(offsets, def)), nil
+}
+
+// saveOffsets keeps the store's copy of the bus offsets recent.
+func (s *Server) saveOffsets(ctx context.Context) {
+	t := time.NewTicker(offsetSaveInterval)
+	defer t.Stop()
+	var last map[string]uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := s.broker.Offsets()
+		if maps.Equal(cur, last) {
+			continue
+		}
+		if err := s.store.SaveRoomOffsets(ctx, cur, false); err != nil && ctx.Err() == nil {
+			s.log.Error("save bus offsets", "err", err)
+			continue
+		}
+		last = cur
+	}
+}
+
 // Serve serves on ln until Shutdown; it returns nil after a clean shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.wsLn = newConnListener(ln.Addr())
@@ -181,7 +242,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	}()
 	bg, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	go s.sweep(bg)
+	s.bg.Go(func() { s.sweep(bg) })
+	s.bg.Go(func() { s.saveOffsets(bg) })
 	err := s.app.Listener(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("server: serve: %w", err)
@@ -192,7 +254,6 @@ func (s *Server) Serve(ln net.Listener) error {
 // sweep scores readings that a crash or a failed scoring left unscored: all
 // of them at start, then every SweepInterval those older than it.
 func (s *Server) sweep(ctx context.Context) {
-	defer close(s.done)
 	s.rescore(ctx, time.Now())
 	if s.cfg.SweepInterval <= 0 {
 		return
@@ -209,6 +270,11 @@ func (s *Server) sweep(ctx context.Context) {
 	}
 }
 
+// rescoreParallel bounds the sweep's concurrency: enough to keep the store's
+// group commit busy after a crash left a backlog, without starving live
+// readings of the writer.
+const rescoreParallel = 16
+
 func (s *Server) rescore(ctx context.Context, before time.Time) {
 	total := 0
 	for ctx.Err() == nil {
@@ -217,15 +283,24 @@ func (s *Server) rescore(ctx context.Context, before time.Time) {
 			s.log.Error("find unscored readings", "err", err)
 			return
 		}
-		failed := 0
+		var (
+			g      errgroup.Group
+			failed atomic.Int64
+		)
+		g.SetLimit(rescoreParallel)
 		for _, r := range recs {
-			if err := s.pipeline.Process(ctx, scoring.Input{Reading: r.Reading, ReceivedAt: r.ReceivedAt}); err != nil {
-				failed++
-				s.log.Error("rescore", "reading_id", r.Reading.ReadingID, "err", err)
-			}
+			g.Go(func() error {
+				in := scoring.Input{Reading: r.Reading, ReceivedAt: r.ReceivedAt, Retry: true}
+				if err := s.pipeline.Process(ctx, in); err != nil {
+					failed.Add(1)
+					s.log.Error("rescore", "reading_id", r.Reading.ReadingID, "err", err)
+				}
+				return nil
+			})
 		}
-		total += len(recs) - failed
-		if len(recs) < 500 || failed == len(recs) {
+		_ = g.Wait()
+		total += len(recs) - int(failed.Load())
+		if len(recs) < 500 || int(failed.Load()) == len(recs) {
 			break
 		}
 	}
@@ -243,7 +318,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.stop != nil {
 		s.stop()
-		<-s.done
+		s.bg.Wait()
 	}
 	if err := s.hub.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("hub: %w", err))
@@ -258,6 +333,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if err := s.broker.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	// Nothing publishes now: the offsets are exact, and the next start
+	// continues them without a gap.
+	if err := s.store.SaveRoomOffsets(context.WithoutCancel(ctx), s.broker.Offsets(), true); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.store.Close(); err != nil {

@@ -135,6 +135,14 @@ type Store interface {
 	Alert(ctx context.Context, alertID string) (scoring.Alert, error)
 	// Audit returns an alert's audit trail, oldest first.
 	Audit(ctx context.Context, alertID string) ([]AuditRecord, error)
+	// RoomOffsets returns the bus offsets saved by SaveRoomOffsets and whether
+	// the last save was a clean shutdown's (exact) rather than a periodic one
+	// (possibly behind what was published before a crash). A new store is
+	// clean with no offsets.
+	RoomOffsets(ctx context.Context) (offsets map[string]uint64, clean bool, err error)
+	// SaveRoomOffsets records each room's latest bus offset; a stored offset
+	// never decreases.
+	SaveRoomOffsets(ctx context.Context, offsets map[string]uint64, clean bool) error
 	// Ping reports whether the store can serve.
 	Ping(ctx context.Context) error
 	Close() error

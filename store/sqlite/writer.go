@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync/atomic"
 
 	"vigil/store"
 )
@@ -16,7 +17,17 @@ type op struct {
 	ctx   context.Context
 	apply func(ctx context.Context, tx *sql.Tx) (result, error)
 	done  chan result // buffered: the writer never waits for a caller
+	// state settles the race between a caller giving up and the writer
+	// taking the op: whoever moves it from opQueued first wins, so a caller
+	// is never told "failed" about a write that was committed.
+	state atomic.Int32
 }
+
+const (
+	opQueued int32 = iota
+	opClaimed
+	opAbandoned
+)
 
 type result struct {
 	outcome store.InsertOutcome
@@ -25,8 +36,9 @@ type result struct {
 }
 
 // submit queues o and waits for its commit. A caller whose ctx ends while its
-// op is queued or being committed gets ctx's error; the op may still be
-// committed, which is harmless because both writes are idempotent.
+// op is still queued gets ctx's error and the op is never written; once the
+// writer has taken the op, the caller waits for its outcome, however late,
+// because "not stored" must never be said of a stored reading.
 func (s *Store) submit(ctx context.Context, o *op) (result, error) {
 	if err := ctx.Err(); err != nil {
 		return result{}, err
@@ -51,14 +63,10 @@ func (s *Store) submit(ctx context.Context, o *op) (result, error) {
 	case r := <-o.done:
 		return r, nil
 	case <-ctx.Done():
-		// Prefer a result that arrived together with the cancellation: the
-		// write is durable and the caller may as well know.
-		select {
-		case r := <-o.done:
-			return r, nil
-		default:
+		if o.state.CompareAndSwap(opQueued, opAbandoned) {
 			return result{}, ctx.Err()
 		}
+		return <-o.done, nil
 	}
 }
 
@@ -153,8 +161,8 @@ func (s *Store) commit(batch []*op) {
 // checked inside the transaction because waiting for the write lock is where
 // the time goes.
 func (s *Store) applyLive(ctx context.Context, tx *sql.Tx, o *op) (r result, applied bool, err error) {
-	if err := o.ctx.Err(); err != nil {
-		return result{err: err}, false, nil
+	if !o.state.CompareAndSwap(opQueued, opClaimed) && o.state.Load() != opClaimed {
+		return result{err: context.Canceled}, false, nil
 	}
 	r, err = o.apply(ctx, tx)
 	return r, err == nil, err

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AlertsPaging", testAlertsPaging},
 		{"Alert", testAlert},
 		{"Audit", testAudit},
+		{"RoomOffsets", testRoomOffsets},
 		{"Ping", testPing},
 		{"Close", testClose},
 	}
@@ -287,4 +288,33 @@ func fmtStatus(st store.InsertStatus) string {
 		return "Conflict"
 	}
 	return fmt.Sprintf("InsertStatus(%d)", int(st))
+}
+
+func testRoomOffsets(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	got, clean, err := s.RoomOffsets(ctx)
+	if err != nil || len(got) != 0 || !clean {
+		t.Fatalf("new store: %v clean=%v err=%v, want none, clean", got, clean, err)
+	}
+	steps := []struct {
+		save  map[string]uint64
+		clean bool
+		want  map[string]uint64
+	}{
+		{map[string]uint64{"site:T:S1": 5, "trial:T": 2}, false, map[string]uint64{"site:T:S1": 5, "trial:T": 2}},
+		{map[string]uint64{"site:T:S1": 9}, true, map[string]uint64{"site:T:S1": 9, "trial:T": 2}},
+		{map[string]uint64{"site:T:S1": 3, "site:T:S2": 1}, false, map[string]uint64{"site:T:S1": 9, "trial:T": 2, "site:T:S2": 1}},
+	}
+	for i, st := range steps {
+		if err := s.SaveRoomOffsets(ctx, st.save, st.clean); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		got, clean, err := s.RoomOffsets(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if clean != st.clean || fmt.Sprint(got) != fmt.Sprint(st.want) {
+			t.Fatalf("step %d: %v clean=%v, want %v clean=%v", i, got, clean, st.want, st.clean)
+		}
+	}
 }
