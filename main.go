@@ -118,7 +118,11 @@ func serve(ctx context.Context, args []string, demo bool) error {
 	}
 	select {
 	case err := <-errc:
-		return err
+		// Serving stopped on its own: still drain the pipeline and close the
+		// store, so admitted readings are scored and the database is clean.
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return errors.Join(err, srv.Shutdown(sctx))
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")

@@ -80,6 +80,9 @@ func (c *Claims) CanJoin(room string) bool {
 	return false
 }
 
+// MinSecretLen is the shortest HS256 secret accepted.
+const MinSecretLen = 32
+
 // Verifier checks tokens. It accepts only the algorithms it has keys for:
 // HS256 with the shared secret, and RS256/ES256/EdDSA with configured public
 // keys. "none" and algorithm confusion (an HS256 token signed with a public
@@ -116,6 +119,11 @@ var (
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if len(cfg.Secret) == 0 && len(cfg.PublicKeys) == 0 {
 		return nil, errors.New("auth: no JWT secret or public keys configured")
+	}
+	// RFC 7518 §3.2: an HS256 key must be at least as long as the hash. A
+	// short secret can be brute-forced from any token an app leaks.
+	if len(cfg.Secret) > 0 && len(cfg.Secret) < MinSecretLen {
+		return nil, fmt.Errorf("auth: the HS256 secret must be at least %d bytes", MinSecretLen)
 	}
 	if cfg.Issuer == "" || cfg.Audience == "" {
 		return nil, errors.New("auth: issuer and audience are required")

@@ -136,6 +136,12 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+func TestShortSecretRefused(t *testing.T) {
+	if _, err := auth.NewVerifier(auth.VerifierConfig{Secret: []byte("short"), Issuer: "vigil", Audience: "vigil"}); err == nil {
+		t.Fatal("accepted a 5-byte HS256 secret")
+	}
+}
+
 func TestMintRoundTrip(t *testing.T) {
 	iss := auth.Issuer{Secret: secret, Issuer: "vigil", Audience: "vigil"}
 	tok, err := iss.Mint(auth.Claims{Role: auth.RolePatient, Trial: "T1", Site: "S1",

@@ -36,11 +36,13 @@ func New(v *auth.Verifier, s store.Store, log *slog.Logger) *API {
 
 // Register mounts the endpoints on r.
 func (a *API) Register(r fiber.Router) {
-	g := r.Group("/v1", a.staff)
-	g.Get("/trials/:trial/sites/:site/patients", a.patients)
-	g.Get("/trials/:trial/sites/:site/patients/:patient/readings", a.readings)
-	g.Get("/alerts", a.alerts)
-	g.Get("/audit", a.audit)
+	// The staff check is on each route, not on a /v1 group: a group's
+	// middleware would also run for every other /v1 path and answer 401/403
+	// where the truth is 404.
+	r.Get("/v1/trials/:trial/sites/:site/patients", a.staff, a.patients)
+	r.Get("/v1/trials/:trial/sites/:site/patients/:patient/readings", a.staff, a.readings)
+	r.Get("/v1/alerts", a.staff, a.alerts)
+	r.Get("/v1/audit", a.staff, a.audit)
 }
 
 const claimsKey = "vigil.claims"

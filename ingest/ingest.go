@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"golang.org/x/sync/errgroup"
 
 	"vigil/auth"
 	"vigil/metrics"
@@ -22,6 +24,9 @@ import (
 	"vigil/scoring"
 	"vigil/store"
 )
+
+// batchParallel bounds the readings of one batch in flight at once.
+const batchParallel = 16
 
 // Body limits of DESIGN.md.
 const (
@@ -78,7 +83,9 @@ type accepted struct {
 }
 
 func (a *API) limitIP(c *fiber.Ctx) error {
-	if ok, wait := a.cfg.PerIP.Allow(c.IP(), 1, a.cfg.Now()); !ok {
+	// Fiber's strings point into request memory that is reused after the
+	// handler; the limiter keeps its key.
+	if ok, wait := a.cfg.PerIP.Allow(strings.Clone(c.IP()), 1, a.cfg.Now()); !ok {
 		metrics.ReadingsRejected.WithLabelValues("rate_ip").Inc()
 		return problem.Send(c, problem.New(fiber.StatusTooManyRequests, "rate-limited", "Too many requests",
 			"the request rate from this address is over its limit"), wait)
@@ -86,7 +93,7 @@ func (a *API) limitIP(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// patient authenticates the patient token and applies its rate limit.
+// patient authenticates the patient token.
 func (a *API) patient(c *fiber.Ctx) (*auth.Claims, error) {
 	claims, err := a.cfg.Verifier.Verify(auth.BearerToken(c.Get(fiber.HeaderAuthorization)))
 	if err != nil {
@@ -97,12 +104,22 @@ func (a *API) patient(c *fiber.Ctx) (*auth.Claims, error) {
 		metrics.ReadingsRejected.WithLabelValues("forbidden").Inc()
 		return nil, problem.Send(c, problem.Forbidden("only patient tokens may submit readings"), 0)
 	}
-	if ok, wait := a.cfg.PerPatient.Allow(claims.Subject, 1, a.cfg.Now()); !ok {
+	return claims, nil
+}
+
+// limitPatient takes n readings from the patient's bucket. The key holds the
+// issuer, trial and site as well as the subject: pseudonyms such as "P1001"
+// repeat across trials and identity providers, and unrelated participants
+// must not throttle each other.
+// When refused, it has sent the 429 and returns false with Send's error.
+func (a *API) limitPatient(c *fiber.Ctx, claims *auth.Claims, n int) (bool, error) {
+	key := claims.Issuer + "|" + claims.Trial + "|" + claims.Site + "|" + claims.Subject
+	if ok, wait := a.cfg.PerPatient.Allow(key, n, a.cfg.Now()); !ok {
 		metrics.ReadingsRejected.WithLabelValues("rate_patient").Inc()
-		return nil, problem.Send(c, problem.New(fiber.StatusTooManyRequests, "rate-limited", "Too many requests",
+		return false, problem.Send(c, problem.New(fiber.StatusTooManyRequests, "rate-limited", "Too many requests",
 			"this patient's submission rate is over its limit"), wait)
 	}
-	return claims, nil
+	return true, nil
 }
 
 func (a *API) postOne(c *fiber.Ctx) error {
@@ -113,6 +130,9 @@ func (a *API) postOne(c *fiber.Ctx) error {
 	}
 	claims, err := a.patient(c)
 	if claims == nil {
+		return err
+	}
+	if ok, err := a.limitPatient(c, claims, 1); !ok {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), a.cfg.StoreTimeout)
@@ -244,16 +264,22 @@ func (a *API) postBatch(c *fiber.Ctx) error {
 		}
 		return problem.Send(c, problem.BadRequest("the body is not a valid batch"), 0)
 	}
+	// A batch takes one token per reading (at most a full bucket), so the
+	// limit stays "readings per minute" while an app coming back online can
+	// still send a full bucket's worth at once.
+	if ok, err := a.limitPatient(c, claims, len(raws)); !ok {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), a.cfg.StoreTimeout)
 	defer cancel()
-	// Readings are stored concurrently so group commit puts the batch in few
-	// transactions; results keep the request's order.
+	// Readings are stored a few at a time so group commit puts the batch in
+	// few transactions, without one batch taking most of the scoring slots
+	// that live readings need; results keep the request's order.
 	items := make([]batchItem, len(raws))
-	done := make(chan struct{}, len(raws))
-	var retry time.Duration
+	var g errgroup.Group
+	g.SetLimit(batchParallel)
 	for i, raw := range raws {
-		go func() {
-			defer func() { done <- struct{}{} }()
+		g.Go(func() error {
 			out := a.accept(ctx, claims, raw)
 			items[i] = batchItem{Index: i, Status: out.status, Result: "accepted"}
 			if out.body != nil {
@@ -263,11 +289,11 @@ func (a *API) postBatch(c *fiber.Ctx) error {
 				items[i].Result = "rejected"
 				items[i].Problem = out.problem
 			}
-		}()
+			return nil
+		})
 	}
-	for range raws {
-		<-done
-	}
+	_ = g.Wait()
+	var retry time.Duration
 	for _, it := range items {
 		if it.Status == fiber.StatusServiceUnavailable {
 			retry = time.Second

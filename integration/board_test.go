@@ -128,6 +128,22 @@ func TestHealthAndMetrics(t *testing.T) {
 			t.Errorf("%s: %d, want %d", path, rep.Status, want)
 		}
 	}
+	staff := staffToken(t, auth.RolePI, []string{"T008"}, "T008/S01")
+	for _, tc := range []struct {
+		method, path, token string
+		status              int
+	}{
+		{"GET", "/v1/nothing", "", 404},
+		{"GET", "/v1/nothing", staff, 404},
+		{"GET", "/v1/readings", "", 404},
+		{"DELETE", "/v1/alerts", staff, 404},
+		{"GET", "/ws", "", 426},
+	} {
+		rep := do(t, tc.method, n.base+tc.path, tc.token, nil)
+		if rep.Status != tc.status || rep.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s: %d %q, want %d problem+json", tc.method, tc.path, rep.Status, rep.Header.Get("Content-Type"), tc.status)
+		}
+	}
 	if rep := do(t, "POST", n.base+"/v1/readings", patientToken(t, "P1001", "T008", "S01"),
 		newReading("P1001", "T008", "S01", vitalsOK())); rep.Status != 202 {
 		t.Fatalf("post: %d", rep.Status)

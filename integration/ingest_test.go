@@ -139,6 +139,25 @@ func TestRateLimits(t *testing.T) {
 		t.Fatalf("other patient: %d %s", rep.Status, rep.Body)
 	}
 
+	// Behind a trusted proxy, each client address has a bucket of its own.
+	proxied := start(t, tempDB(t), "VIGIL_RATE_PER_IP=1", "VIGIL_TRUST_PROXY=true")
+	postFrom := func(addr string) int {
+		r := newReading("P1001", "T008", "S01", vitalsOK())
+		body, _ := json.Marshal(r)
+		req, _ := http.NewRequest("POST", proxied.base+"/v1/readings", strings.NewReader(string(body)))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("X-Forwarded-For", addr+", 10.9.9.9")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b, c := postFrom("192.0.2.1"), postFrom("192.0.2.2"), postFrom("192.0.2.1"); a != 202 || b != 202 || c != 429 {
+		t.Fatalf("per forwarded address: %d %d %d, want 202 202 429", a, b, c)
+	}
+
 	ipNode := start(t, tempDB(t), "VIGIL_RATE_PER_IP=2")
 	for i := range 2 {
 		if rep := do(t, "POST", ipNode.base+"/v1/readings", tok, newReading("P1001", "T008", "S01", vitalsOK())); rep.Status != 202 {
@@ -182,6 +201,17 @@ func TestBatch(t *testing.T) {
 			t.Fatalf("result %d has index %d", i, r.Index)
 		}
 	}
+	// A batch takes a token per reading from the patient's bucket.
+	limited := start(t, tempDB(t), "VIGIL_RATE_PER_PATIENT=3")
+	three := []any{newReading("P1001", "T008", "S01", vitalsOK()), newReading("P1001", "T008", "S01", vitalsOK()),
+		newReading("P1001", "T008", "S01", vitalsOK())}
+	if rep := do(t, "POST", limited.base+"/v1/readings/batch", tok, map[string]any{"readings": three}); rep.Status != 200 {
+		t.Fatalf("batch within the limit: %d %s", rep.Status, rep.Body)
+	}
+	if rep := do(t, "POST", limited.base+"/v1/readings", tok, newReading("P1001", "T008", "S01", vitalsOK())); rep.Status != 429 {
+		t.Fatalf("after a batch that used the bucket: %d, want 429", rep.Status)
+	}
+
 	tooMany := make([]any, 501)
 	for i := range tooMany {
 		tooMany[i] = newReading("P1001", "T008", "S01", vitalsOK())

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
 
 	"vigil/reading"
 )
@@ -79,5 +80,5 @@ func ErrorHandler(c *fiber.Ctx, err error) error {
 	case fiber.StatusInternalServerError:
 		return Send(c, New(code, "internal", "Internal error", "the server could not complete the request"), 0)
 	}
-	return Send(c, New(code, "http-"+strconv.Itoa(code), fiber.ErrBadRequest.Message, err.Error()), 0)
+	return Send(c, New(code, "http-"+strconv.Itoa(code), utils.StatusMessage(code), err.Error()), 0)
 }

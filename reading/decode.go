@@ -345,6 +345,9 @@ func (d *decoder) vitals(path string, v *Vitals) error {
 	})
 }
 
+// gradeMissing marks a decoded symptom that had no grade.
+const gradeMissing = math.MinInt32 // in the decoder's int32 range, so a re-encoded reading decodes alike
+
 func (d *decoder) symptoms(path string, out *[]Symptom) error {
 	tok, err := d.token()
 	if err != nil || tok == nil {
@@ -356,7 +359,9 @@ func (d *decoder) symptoms(path string, out *[]Symptom) error {
 	var list []Symptom
 	for i := 0; d.dec.More(); i++ {
 		p := fmt.Sprintf("%s[%d]", path, i)
-		var s Symptom
+		// A symptom without a grade is not "none" (0): it is an incomplete
+		// answer, refused by Validate.
+		s := Symptom{Grade: gradeMissing}
 		if err := d.beginObject(p); err != nil {
 			return err
 		}

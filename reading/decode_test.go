@@ -68,9 +68,20 @@ func TestDecodeNullIsAbsent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
-	want := Reading{Vitals: Vitals{SpO2: ptr(97.0)}, Symptoms: []Symptom{{Term: "cough"}}}
+	want := Reading{Vitals: Vitals{SpO2: ptr(97.0)}, Symptoms: []Symptom{{Term: "cough", Grade: gradeMissing}}}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("got %+v, want %+v", r, want)
+	}
+	// A null or absent grade is refused as missing, never taken as 0 ("none").
+	for _, body := range []string{`{"term": "cough", "grade": null}`, `{"term": "cough"}`} {
+		r, err := Decode([]byte(`{"symptoms": [` + body + `]}`))
+		if err != nil {
+			t.Fatalf("Decode: %v", err)
+		}
+		var ve *ValidationError
+		if err := r.Validate(time.Now()); !errors.As(err, &ve) || !hasFieldError(ve, "symptoms[0].grade", "required") {
+			t.Errorf("%s: Validate = %v, want symptoms[0].grade required", body, err)
+		}
 	}
 	r, err = Decode([]byte(`{"vitals": null, "symptoms": null}`))
 	if err != nil {
@@ -363,4 +374,13 @@ func TestErrorStrings(t *testing.T) {
 	if got := ve.Error(); got != "reading: invalid: vitals: no vitals; site_id: required" {
 		t.Errorf("ValidationError.Error() = %q", got)
 	}
+}
+
+func hasFieldError(ve *ValidationError, field, msg string) bool {
+	for _, e := range ve.Errors {
+		if e.Field == field && e.Message == msg {
+			return true
+		}
+	}
+	return false
 }

@@ -124,7 +124,10 @@ func (r Reading) Validate(now time.Time) error {
 		if msg := checkTerm(s.Term); msg != "" {
 			add(p+".term", msg)
 		}
-		if s.Grade < 0 || s.Grade > 4 {
+		switch {
+		case s.Grade == gradeMissing:
+			add(p+".grade", "required")
+		case s.Grade < 0 || s.Grade > 4:
 			add(p+".grade", "must be between 0 and 4")
 		}
 	}

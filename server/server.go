@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,15 +85,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h}
 	s.app = fiber.New(fiber.Config{
-		AppName:                 "vigil",
-		DisableStartupMessage:   true,
-		BodyLimit:               ingest.MaxBatchBody + 1, // the handlers give the precise 413s
-		ReadTimeout:             30 * time.Second,
-		WriteTimeout:            30 * time.Second,
-		IdleTimeout:             2 * time.Minute,
-		ErrorHandler:            problem.ErrorHandler,
-		EnableTrustedProxyCheck: cfg.TrustProxy,
-		ProxyHeader:             proxyHeader(cfg.TrustProxy),
+		AppName:               "vigil",
+		DisableStartupMessage: true,
+		BodyLimit:             ingest.MaxBatchBody + 1, // the handlers give the precise 413s
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		ErrorHandler:          problem.ErrorHandler,
+		// Behind a trusted proxy the client IP (for the per-IP limit) is the
+		// first valid address of X-Forwarded-For; otherwise the peer's.
+		ProxyHeader:        proxyHeader(cfg.TrustProxy),
+		EnableIPValidation: true,
 	})
 	s.app.Use(recover.New())
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
@@ -107,7 +110,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Logger:     log,
 	}).Register(s.app)
 	board.New(verifier, st, log).Register(s.app)
-	s.app.Get("/ws", func(c *fiber.Ctx) error { return s.wsLn.hijackWS(c) })
+	s.app.All("/v1/*", func(c *fiber.Ctx) error {
+		return problem.Send(c, problem.NotFound("no such endpoint: "+c.Method()+" "+c.Path()), 0)
+	})
+	s.app.Get("/ws", func(c *fiber.Ctx) error {
+		if !strings.EqualFold(c.Get(fiber.HeaderUpgrade), "websocket") {
+			return problem.Send(c, problem.New(fiber.StatusUpgradeRequired, "upgrade-required", "Upgrade required",
+				"/ws speaks the WebSocket protocol only"), 0)
+		}
+		return s.wsLn.hijackWS(c)
+	})
 	static := adaptor.HTTPHandler(ui.Handler())
 	s.app.Get("/*", static)
 	return s, nil

@@ -208,12 +208,16 @@ func Run(ctx context.Context, cfg Config, patients []*Patient) (Result, error) {
 					nerr.Add(1)
 				} else {
 					res.ByStatus[status]++
-					res.Latencies = append(res.Latencies, d)
+					// An unbounded run (the demo) keeps counts only, so its
+					// memory does not grow with every reading.
+					if cfg.Duration > 0 {
+						res.Latencies = append(res.Latencies, d)
+					}
 				}
 				mu.Unlock()
 				if status == http.StatusAccepted {
 					acc.Add(1)
-					if cfg.Watcher != nil {
+					if cfg.Watcher != nil && cfg.Duration > 0 {
 						mu.Lock()
 						sends[r.ReadingID] = t0
 						mu.Unlock()

@@ -42,9 +42,26 @@ export function fetchPatients(ref, token, signal) {
   );
 }
 
-export function fetchAlerts({ trial, site }, token, signal) {
-  const q = new URLSearchParams({ trial });
-  if (site) q.set('site', site);
-  q.set('status', 'open');
-  return getJSON(`/v1/alerts?${q}`, token, signal).then((b) => (Array.isArray(b?.alerts) ? b.alerts : []));
+// Statuses of alerts that still need a person: the board shows all of them.
+const UNRESOLVED = ['open', 'acknowledged', 'escalated'];
+const PAGE = 1000;
+
+// fetchAlerts returns every unresolved alert of the site, following "next"
+// through every page: a snapshot replaces the board's alerts, so a partial
+// one would silently drop alerts from the screen.
+export async function fetchAlerts({ trial, site }, token, signal) {
+  const all = [];
+  for (const status of UNRESOLVED) {
+    let after = '';
+    for (;;) {
+      const q = new URLSearchParams({ trial, status, limit: String(PAGE) });
+      if (site) q.set('site', site);
+      if (after) q.set('after', after);
+      const b = await getJSON(`/v1/alerts?${q}`, token, signal);
+      if (Array.isArray(b?.alerts)) all.push(...b.alerts);
+      if (!b?.next) break;
+      after = b.next;
+    }
+  }
+  return all;
 }
