@@ -165,25 +165,11 @@ func fail(p problem.Details, retryAfter time.Duration, reason string) outcome {
 func (a *API) accept(ctx context.Context, claims *auth.Claims, body []byte) outcome {
 	r, err := reading.Decode(body)
 	if err != nil {
-		var de *reading.DecodeError
-		p := problem.BadRequest("the body is not a valid reading")
-		if errors.As(err, &de) {
-			p.Detail = de.Error()
-			if de.Field != "" {
-				p.Errors = []reading.FieldError{{Field: de.Field, Message: de.Message}}
-			}
-		}
-		return fail(p, 0, "malformed")
+		return fail(inputProblem(err, "the body is not a valid reading"), 0, "malformed")
 	}
 	now := a.cfg.Now()
 	if err := r.Validate(now); err != nil {
-		p := problem.New(fiber.StatusUnprocessableEntity, "validation", "Invalid reading",
-			"one or more values are impossible or missing")
-		var ve *reading.ValidationError
-		if errors.As(err, &ve) {
-			p.Errors = ve.Errors
-		}
-		return fail(p, 0, "invalid")
+		return fail(inputProblem(err, "one or more values are impossible or missing"), 0, "invalid")
 	}
 	if r.PatientID != claims.Subject || r.TrialID != claims.Trial || r.SiteID != claims.Site {
 		return fail(problem.Forbidden("this token may only submit readings for its own patient, trial and site"), 0, "forbidden")
@@ -227,6 +213,28 @@ func (a *API) accept(ctx context.Context, claims *auth.Claims, body []byte) outc
 	}
 }
 
+// inputProblem is the reply to a decoding error (400) or a validation error
+// (422), naming the fields at fault.
+func inputProblem(err error, detail string) problem.Details {
+	var (
+		de *reading.DecodeError
+		ve *reading.ValidationError
+	)
+	switch {
+	case errors.As(err, &ve):
+		p := problem.New(fiber.StatusUnprocessableEntity, "validation", "Invalid reading", detail)
+		p.Errors = ve.Errors
+		return p
+	case errors.As(err, &de):
+		p := problem.BadRequest(de.Error())
+		if de.Field != "" {
+			p.Errors = []reading.FieldError{{Field: de.Field, Message: de.Message}}
+		}
+		return p
+	}
+	return problem.BadRequest(detail)
+}
+
 // batchItem is one reading's result in a batch reply.
 type batchItem struct {
 	Index     int              `json:"index"`
@@ -248,21 +256,7 @@ func (a *API) postBatch(c *fiber.Ctx) error {
 	}
 	raws, err := reading.DecodeBatch(c.Body())
 	if err != nil {
-		var de *reading.DecodeError
-		var ve *reading.ValidationError
-		switch {
-		case errors.As(err, &ve):
-			p := problem.New(fiber.StatusUnprocessableEntity, "validation", "Invalid batch", ve.Error())
-			p.Errors = ve.Errors
-			return problem.Send(c, p, 0)
-		case errors.As(err, &de):
-			p := problem.BadRequest(de.Error())
-			if de.Field != "" {
-				p.Errors = []reading.FieldError{{Field: de.Field, Message: de.Message}}
-			}
-			return problem.Send(c, p, 0)
-		}
-		return problem.Send(c, problem.BadRequest("the body is not a valid batch"), 0)
+		return problem.Send(c, inputProblem(err, "the body is not a valid batch"), 0)
 	}
 	// A batch takes one token per reading (at most a full bucket), so the
 	// limit stays "readings per minute" while an app coming back online can
