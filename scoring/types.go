@@ -101,6 +101,18 @@ const (
 	ReasonSingleParameterRed = "single_parameter_red"
 	ReasonModelSAERisk       = "model_sae_risk"
 	ReasonMissedReadings     = "missed_readings"
+	// ReasonVitalLimit: a protocol's CTCAE-style limit was crossed.
+	ReasonVitalLimit = "vital_limit"
+	// ReasonSymptomSevere: a patient-reported symptom at or above the
+	// protocol's grade (default 3, severe).
+	ReasonSymptomSevere = "symptom_severe"
+)
+
+// Outcomes of a resolved alert.
+const (
+	OutcomeSAE   = "sae"
+	OutcomeAE    = "ae"
+	OutcomeNotAE = "not_ae"
 )
 
 // Alert is a patient's alert; as JSON it is the "alert" event data of DESIGN.md.
@@ -116,6 +128,43 @@ type Alert struct {
 	ReadingID string    `json:"reading_id"`
 	OpenedAt  time.Time `json:"opened_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Findings detail the reasons: which vital crossed which limit, which
+	// symptom at which grade.
+	Findings []Finding `json:"findings,omitempty"`
+	// CurrentRisk is the risk of the patient's latest reading while the alert
+	// is unresolved; it may fall below Severity, which only rises.
+	CurrentRisk string `json:"current_risk,omitempty"`
+	// Tier is the escalation tier notified last (-1: none yet), and
+	// NextEscalationAt when the next one is due unless acknowledged.
+	Tier             int        `json:"tier"`
+	NextEscalationAt *time.Time `json:"next_escalation_at,omitempty"`
+	Acknowledged     *Signature `json:"acknowledged,omitempty"`
+	Resolved         *Signature `json:"resolved,omitempty"`
+	// Outcome is the investigator's judgement at resolution: sae, ae, not_ae.
+	Outcome string `json:"outcome,omitempty"`
+}
+
+// Finding is one reason of an alert in detail.
+type Finding struct {
+	Reason string `json:"reason"`
+	// Parameter is the vital (a reading.Vitals JSON name), the NEWS2 item or
+	// the symptom term concerned.
+	Parameter string   `json:"parameter,omitempty"`
+	Value     *float64 `json:"value,omitempty"`
+	// Grade is the CTCAE grade of a vital limit or the PRO-CTCAE grade of a
+	// symptom.
+	Grade int `json:"grade,omitempty"`
+}
+
+// Signature is a person's signed action on an alert (21 CFR 11.50: printed
+// name, date and time, meaning).
+type Signature struct {
+	Sub     string    `json:"sub"`
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	At      time.Time `json:"at"`
+	Meaning string    `json:"meaning"`
+	Reason  string    `json:"reason"`
 }
 
 // MergeFunc decides, given the patient's current unresolved alert (nil if

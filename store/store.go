@@ -91,15 +91,35 @@ type Visibility struct {
 // AuditRecord is one entry of the audit trail: who did what, when and why, with
 // the value before and after. Entries are only ever appended.
 type AuditRecord struct {
-	ID       int64           `json:"id"`
-	AlertID  string          `json:"alert_id"`
-	Actor    string          `json:"actor"`
-	Action   string          `json:"action"`
-	Reason   string          `json:"reason,omitempty"`
+	ID int64 `json:"id"`
+	// EntityType is alert, protocol or patient; EntityID its id (an alert id,
+	// a trial id, "trial/site/patient").
+	EntityType string `json:"entity_type"`
+	EntityID   string `json:"entity_id"`
+	// AlertID repeats EntityID for alert records (DESIGN.md's shape).
+	AlertID   string `json:"alert_id,omitempty"`
+	Actor     string `json:"actor"`
+	ActorName string `json:"actor_name,omitempty"`
+	ActorRole string `json:"actor_role,omitempty"`
+	Action    string `json:"action"`
+	Reason    string `json:"reason,omitempty"`
+	// Meaning is what a signed action means (21 CFR 11.50), e.g.
+	// "acknowledged: reviewed the patient's readings".
+	Meaning  string          `json:"meaning,omitempty"`
 	OldValue json.RawMessage `json:"old_value"`
 	NewValue json.RawMessage `json:"new_value"`
 	At       time.Time       `json:"at"`
+	// PrevHash and Hash chain the records (see `vigil audit verify`).
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
 }
+
+// Audit entity types.
+const (
+	EntityAlert    = "alert"
+	EntityProtocol = "protocol"
+	EntityPatient  = "patient"
+)
 
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("store: not found")
@@ -146,4 +166,9 @@ type Store interface {
 	// Ping reports whether the store can serve.
 	Ping(ctx context.Context) error
 	Close() error
+
+	TrialStore
+	LifecycleStore
+	Outbox
+	AuditLog
 }

@@ -162,12 +162,14 @@ func (s *Store) applyAlert(ctx context.Context, tx *sql.Tx, cand scoring.Alert, 
 	if cand.ReadingID != "" {
 		reason = "reading " + cand.ReadingID
 	}
-	_, err = tx.ExecContext(ctx, `
-		INSERT INTO audit (alert_id, actor, action, reason, old_value, new_value, at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		next.AlertID, actorSystem, action, reason, oldValue, string(newDoc), formatTime(now))
-	if err != nil {
-		return scoring.Alert{}, false, fmt.Errorf("append audit: %w", err)
+	rec := store.AuditRecord{EntityType: store.EntityAlert, EntityID: next.AlertID, Actor: actorSystem,
+		ActorName: "Vigil", ActorRole: "system", Action: action, Reason: reason,
+		NewValue: json.RawMessage(newDoc), At: now}
+	if oldValue.Valid {
+		rec.OldValue = json.RawMessage(oldValue.String)
+	}
+	if err := s.appendAudit(ctx, tx, rec); err != nil {
+		return scoring.Alert{}, false, err
 	}
 	return next, true, nil
 }
@@ -270,8 +272,9 @@ func (s *Store) Alert(ctx context.Context, alertID string) (scoring.Alert, error
 // alert.
 func (s *Store) Audit(ctx context.Context, alertID string) ([]store.AuditRecord, error) {
 	rows, err := s.rdb.QueryContext(ctx, `
-		SELECT id, alert_id, actor, action, reason, old_value, new_value, at
-		FROM audit WHERE alert_id = ? ORDER BY id`, alertID)
+		SELECT id, entity_type, entity_id, actor, actor_name, actor_role, action, reason, meaning,
+			old_value, new_value, at, prev_hash, hash
+		FROM audit WHERE entity_type = 'alert' AND entity_id = ? ORDER BY id`, alertID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: audit %s: %w", alertID, err)
 	}
@@ -283,7 +286,8 @@ func (s *Store) Audit(ctx context.Context, alertID string) ([]store.AuditRecord,
 			oldValue, newValue sql.NullString
 			at                 string
 		)
-		if err := rows.Scan(&r.ID, &r.AlertID, &r.Actor, &r.Action, &r.Reason, &oldValue, &newValue, &at); err != nil {
+		if err := rows.Scan(&r.ID, &r.EntityType, &r.EntityID, &r.Actor, &r.ActorName, &r.ActorRole, &r.Action,
+			&r.Reason, &r.Meaning, &oldValue, &newValue, &at, &r.PrevHash, &r.Hash); err != nil {
 			return nil, fmt.Errorf("sqlite: audit %s: %w", alertID, err)
 		}
 		// A missing value stays nil, which encodes as JSON null.
@@ -298,6 +302,7 @@ func (s *Store) Audit(ctx context.Context, alertID string) ([]store.AuditRecord,
 			return nil, fmt.Errorf("sqlite: audit %s: %w", alertID, err)
 		}
 		r.At = t
+		r.AlertID = r.EntityID
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {

@@ -66,17 +66,27 @@ CREATE INDEX alerts_updated ON alerts (updated_at DESC, alert_id);
 CREATE INDEX alerts_site_updated
     ON alerts (trial_id, site_id, updated_at DESC, alert_id);
 
+-- The audit trail of every change to an alert, a protocol or a registry
+-- record: who (sub, name, role), what (entity, action, old and new value),
+-- when (server UTC), why (reason) and, for signed actions, the meaning.
+-- prev_hash/hash chain the records so an edit or deletion is detectable.
 CREATE TABLE audit (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id  TEXT NOT NULL REFERENCES alerts (alert_id),
-    actor     TEXT NOT NULL,
-    action    TEXT NOT NULL,
-    reason    TEXT NOT NULL DEFAULT '',
-    old_value TEXT,
-    new_value TEXT,
-    at        TEXT NOT NULL
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity_type TEXT NOT NULL,
+    entity_id   TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    actor_name  TEXT NOT NULL DEFAULT '',
+    actor_role  TEXT NOT NULL DEFAULT '',
+    action      TEXT NOT NULL,
+    reason      TEXT NOT NULL DEFAULT '',
+    meaning     TEXT NOT NULL DEFAULT '',
+    old_value   TEXT,
+    new_value   TEXT,
+    at          TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL DEFAULT '',
+    hash        TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX audit_alert ON audit (alert_id, id);
+CREATE INDEX audit_entity ON audit (entity_type, entity_id, id);
 
 -- +goose StatementBegin
 CREATE TRIGGER readings_enqueue AFTER INSERT ON readings
