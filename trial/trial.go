@@ -1,8 +1,10 @@
 // Package trial owns what a trial's admin configures: the protocol (sites,
 // reading schedule, alert thresholds, escalation policy) and the patient
 // registry (enrolment and the flags that change scoring), their strict
-// decoding from YAML or JSON, and their validation. It imports reading for the
-// vitals a baseline holds, and nothing else of Vigil's.
+// decoding from YAML or JSON, their validation, their defaults, and the
+// read-through cache the scoring path looks them up in. It imports reading for
+// the vitals a baseline holds and for FieldError, and nothing else of Vigil's
+// (store imports trial, so trial must not import store).
 package trial
 
 import (
@@ -80,6 +82,14 @@ type Tier struct {
 	Channels []Channel `json:"channels" yaml:"channels"`
 }
 
+// Channel kinds.
+const (
+	ChannelWebhook   = "webhook"
+	ChannelPagerDuty = "pagerduty"
+	ChannelEmail     = "email"
+	ChannelBoard     = "board"
+)
+
 // Channel is one notification target.
 type Channel struct {
 	// Kind is webhook, pagerduty, email or board.
@@ -110,10 +120,11 @@ type PatientRecord struct {
 	// clinician; it wins over the app's value.
 	SpO2Scale int `json:"spo2_scale,omitempty" yaml:"spo2_scale,omitempty"`
 	// Baseline holds the patient's usual vitals, for context on the board.
-	Baseline  *reading.Vitals `json:"baseline,omitempty" yaml:"baseline,omitempty"`
-	Version   int             `json:"version" yaml:"-"`
-	UpdatedAt time.Time       `json:"updated_at" yaml:"-"`
+	Baseline *reading.Vitals `json:"baseline,omitempty" yaml:"baseline,omitempty"`
+	// Version, CreatedAt and UpdatedAt are assigned by the store. CreatedAt
+	// is the first registration: a patient who never reported is silent
+	// since then.
+	Version   int       `json:"version" yaml:"-"`
+	CreatedAt time.Time `json:"created_at" yaml:"-"`
+	UpdatedAt time.Time `json:"updated_at" yaml:"-"`
 }
-
-// Duration is a time.Duration written as "8h", "30m" in JSON and YAML.
-type Duration time.Duration
