@@ -62,11 +62,34 @@ var (
 	})
 )
 
+// Notification delivery, by channel kind (webhook, pagerduty, email, board,
+// other). Failed counts every failed attempt, including the last one of a
+// notification that is then dead-lettered, so failed minus dead is retries.
+var (
+	// NotificationsSent counts notifications delivered.
+	NotificationsSent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_notifications_sent_total",
+		Help: "Notifications delivered, by channel kind.",
+	}, []string{"kind"})
+	// NotificationsFailed counts failed delivery attempts.
+	NotificationsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_notifications_failed_total",
+		Help: "Failed notification delivery attempts, by channel kind.",
+	}, []string{"kind"})
+	// NotificationsDead counts notifications given up on (dead letters):
+	// each one is a person who was not told, so alert on any increase.
+	NotificationsDead = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_notifications_dead_total",
+		Help: "Notifications dead-lettered after a permanent error or too many attempts, by channel kind.",
+	}, []string{"kind"})
+)
+
 func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		ReadingsAccepted, ReadingsRejected, ScoringLatency, QueueDepth,
 		AlertsOpened, ScoringErrors, HubSessions, HubSlowClosed, HubDelivered,
+		NotificationsSent, NotificationsFailed, NotificationsDead,
 	)
 }
