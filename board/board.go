@@ -243,32 +243,6 @@ func hasSiteIn(cl *auth.Claims, trial string) bool {
 	return false
 }
 
-func (a *API) audit(c *fiber.Ctx) error {
-	id := c.Query("alert_id")
-	if id == "" {
-		return badParam(c, "alert_id", "alert_id is required")
-	}
-	al, err := a.store.Alert(c.UserContext(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return problem.Send(c, problem.NotFound("no such alert"), 0)
-	}
-	if err != nil {
-		return a.internal(c, "alert", err)
-	}
-	if !claimsOf(c).CanSeeSite(al.TrialID, al.SiteID) {
-		// Same reply as a missing alert, so ids of other sites are not probed.
-		return problem.Send(c, problem.NotFound("no such alert"), 0)
-	}
-	recs, err := a.store.Audit(c.UserContext(), id)
-	if err != nil {
-		return a.internal(c, "audit", err)
-	}
-	if recs == nil {
-		recs = []store.AuditRecord{}
-	}
-	return c.JSON(fiber.Map{"records": recs})
-}
-
 func (a *API) internal(c *fiber.Ctx, what string, err error) error {
 	a.log.Error("board query failed", "query", what, "err", err)
 	return problem.Send(c, problem.New(fiber.StatusServiceUnavailable, "store-unavailable", "Storage unavailable",
