@@ -34,6 +34,8 @@ commands:
   demo       serve with embedded defaults and a simulated cohort
   token      print a signed JWT (development and tests)
   simulate   drive a running server with synthetic readings
+  audit      verify the audit trail's hash chain
+  trials     apply a trial's protocol and registry file (YAML); print a protocol
 
 Run 'vigil <command> -h' for a command's flags. Every flag can also be set by
 the environment variable in docs (VIGIL_ADDR for --addr, …).
@@ -56,6 +58,10 @@ func main() {
 		err = token(args, os.Stdout)
 	case "simulate":
 		err = simulate(ctx, args, os.Stdout)
+	case "audit":
+		err = auditCmd(ctx, args, os.Stdout)
+	case "trials":
+		err = trialsCmd(ctx, args, os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:

@@ -40,6 +40,10 @@ type Claims struct {
 	Site   string   `json:"site,omitempty"`
 	Trials []string `json:"trials,omitempty"`
 	Sites  []string `json:"sites,omitempty"`
+	// AuthTime is when the identity provider last authenticated the user
+	// (OpenID Connect auth_time); protocols may require it to be recent for
+	// signed actions (21 CFR 11.200).
+	AuthTime *jwt.NumericDate `json:"auth_time,omitempty"`
 	jwt.RegisteredClaims
 }
 

@@ -30,6 +30,16 @@ type Config struct {
 	HistorySize    int           `env:"VIGIL_HISTORY_SIZE" envDefault:"1000"`
 	TrustProxy     bool          `env:"VIGIL_TRUST_PROXY"`
 	SweepInterval  time.Duration `env:"VIGIL_SWEEP_INTERVAL" envDefault:"30s"`
+
+	// Escalation and notifications.
+	EscalationInterval time.Duration `env:"VIGIL_ESCALATION_INTERVAL" envDefault:"1s"`
+	MissedInterval     time.Duration `env:"VIGIL_MISSED_INTERVAL" envDefault:"30s"`
+	NotifyBackoff      time.Duration `env:"VIGIL_NOTIFY_BACKOFF" envDefault:"2s"`
+	SMTPAddr           string        `env:"VIGIL_SMTP_ADDR"`
+	SMTPFrom           string        `env:"VIGIL_SMTP_FROM" envDefault:"vigil@localhost"`
+	SMTPUsername       string        `env:"VIGIL_SMTP_USERNAME"`
+	SMTPPassword       string        `env:"VIGIL_SMTP_PASSWORD"`
+	PublicURL          string        `env:"VIGIL_PUBLIC_URL"`
 }
 
 // Load reads the environment, then args as flags overriding it.
@@ -64,6 +74,14 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "VIGIL_HISTORY_SIZE: events kept per room")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "VIGIL_TRUST_PROXY: client IP from X-Forwarded-For")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "VIGIL_SWEEP_INTERVAL: rescoring sweep period")
+	fs.DurationVar(&c.EscalationInterval, "escalation-interval", c.EscalationInterval, "VIGIL_ESCALATION_INTERVAL: how often due escalations are looked for")
+	fs.DurationVar(&c.MissedInterval, "missed-interval", c.MissedInterval, "VIGIL_MISSED_INTERVAL: how often silent patients are looked for")
+	fs.DurationVar(&c.NotifyBackoff, "notify-backoff", c.NotifyBackoff, "VIGIL_NOTIFY_BACKOFF: first retry delay of a failed notification")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "VIGIL_SMTP_ADDR: host:port of the SMTP relay for email notifications")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", c.SMTPFrom, "VIGIL_SMTP_FROM: sender address")
+	fs.StringVar(&c.SMTPUsername, "smtp-username", c.SMTPUsername, "VIGIL_SMTP_USERNAME: SMTP AUTH user (optional)")
+	fs.StringVar(&c.SMTPPassword, "smtp-password", c.SMTPPassword, "VIGIL_SMTP_PASSWORD: SMTP AUTH password")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "VIGIL_PUBLIC_URL: the board's URL, for links in notifications")
 }
 
 // Origins splits AllowedOrigins into host patterns.

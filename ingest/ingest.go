@@ -23,6 +23,7 @@ import (
 	"vigil/reading"
 	"vigil/scoring"
 	"vigil/store"
+	"vigil/trial"
 )
 
 // batchParallel bounds the readings of one batch in flight at once.
@@ -39,8 +40,16 @@ type Scorer interface {
 	Admit() (*scoring.Slot, error)
 }
 
+// Registry tells whether a patient is registered and enrolled; trial.Cache
+// is one.
+type Registry interface {
+	Patient(ctx context.Context, trialID, siteID, patientID string) (trial.PatientRecord, bool, error)
+}
+
 // Config configures the readings API.
 type Config struct {
+	// Registry, when set, refuses readings of withdrawn patients.
+	Registry   Registry
 	Verifier   *auth.Verifier
 	Store      store.Store
 	Scorer     Scorer
@@ -173,6 +182,19 @@ func (a *API) accept(ctx context.Context, claims *auth.Claims, body []byte) outc
 	}
 	if r.PatientID != claims.Subject || r.TrialID != claims.Trial || r.SiteID != claims.Site {
 		return fail(problem.Forbidden("this token may only submit readings for its own patient, trial and site"), 0, "forbidden")
+	}
+	if a.cfg.Registry != nil {
+		// A patient without a record is never refused (the token proves
+		// enrolment; the registry may lag), but a withdrawn one is.
+		rec, registered, err := a.cfg.Registry.Patient(ctx, r.TrialID, r.SiteID, r.PatientID)
+		if err != nil {
+			a.cfg.Logger.Error("registry lookup", "reading_id", r.ReadingID, "err", err)
+			return fail(problem.New(fiber.StatusServiceUnavailable, "registry-unavailable", "Registry unavailable",
+				"the reading was not stored; retry after the indicated delay"), 2*time.Second, "registry_error")
+		}
+		if registered && rec.Status == trial.Withdrawn {
+			return fail(problem.Forbidden("this patient is withdrawn from the trial; the reading was not stored"), 0, "withdrawn")
+		}
 	}
 	slot, err := a.cfg.Scorer.Admit()
 	if err != nil {

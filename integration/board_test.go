@@ -70,7 +70,7 @@ func TestBoardAPIFiltersByToken(t *testing.T) {
 		{"history", pi, "/v1/trials/T008/sites/S01/patients/P1001/readings", 200, 1, "readings"},
 		{"history other site", pi, "/v1/trials/T008/sites/S02/patients/P2001/readings", 403, 0, ""},
 		{"bad limit", pi, "/v1/trials/T008/sites/S01/patients/P1001/readings?limit=0", 400, 0, ""},
-		{"audit needs id", pi, "/v1/audit", 400, 0, ""},
+		{"audit without alert_id is for admins", pi, "/v1/audit", 403, 0, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

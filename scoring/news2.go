@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"vigil/reading"
+	"vigil/trial"
 )
 
 // RulesVersion names the rule set implemented here. Change it whenever a
@@ -267,59 +268,37 @@ func maxRisk(a, b string) string {
 	return a
 }
 
-// AlertCandidate returns the alert that s calls for, if any: one is raised
-// when NEWS2 is in the medium or high band or any single parameter scores 3,
-// the thresholds at which RCP 2017 asks for urgent clinical review. Its
-// severity is s.Risk, or the risk NEWS2 alone implies if that is higher, so a
-// score whose Risk was never set still raises an alert of the right severity.
-// AlertID is left for the store to assign.
+// AlertCandidate returns the alert that s calls for under the default rules
+// (no protocol): NEWS2 in the medium or high band, or any single parameter
+// scoring 3 — the thresholds at which RCP 2017 asks for urgent clinical
+// review. AlertID is left for the store to assign.
 func AlertCandidate(s Score) (Alert, bool) {
-	n := s.NEWS2
-	red := false
-	for _, points := range n.Parameters {
-		red = red || points == 3
-	}
-	high := n.Total >= 5 || n.Band == BandMedium || n.Band == BandHigh
-	if !high && !red {
-		return Alert{}, false
-	}
-	var reasons []string // kept sorted, as Merge keeps them
-	if high {
-		reasons = append(reasons, ReasonNEWS2High)
-	}
-	if red {
-		reasons = append(reasons, ReasonSingleParameterRed)
-	}
-	// Alerts are at least medium whatever Risk says.
-	severity := maxRisk(maxRisk(RiskMedium, s.Risk), RiskOf(n))
-	return Alert{
-		Kind:      "alert",
-		PatientID: s.PatientID,
-		TrialID:   s.TrialID,
-		SiteID:    s.SiteID,
-		Severity:  severity,
-		Status:    StatusOpen,
-		Reasons:   reasons,
-		ReadingID: s.ReadingID,
-		OpenedAt:  s.ScoredAt,
-		UpdatedAt: s.ScoredAt,
-	}, true
+	return Candidate(s, reading.Reading{}, trial.Protocol{})
 }
 
 // Merge folds candidate into the patient's current unresolved alert, keeping
 // one alert per patient whose severity only rises. It satisfies MergeFunc.
 //
-// A candidate changes the alert when it raises the severity or adds a
-// reason; the alert then points at the candidate's reading and time. A rise
-// in severity re-opens an acknowledged alert, because the acknowledgement was
-// for a lesser state and a worse reading must reach a person again. A
-// candidate that is no worse leaves the alert as it is, so missing or lower
-// readings never lower an open alert.
+// A candidate changes the alert when it raises the severity, adds a reason
+// or changes the patient's current risk; the alert then points at the
+// candidate's reading and time. A rise in severity re-opens an acknowledged
+// alert and restarts its escalation, because the acknowledgement was for a
+// lesser state and a worse reading must reach a person again. Severity never
+// falls: a better reading only lowers CurrentRisk, and only a person resolves
+// an alert. A new alert is due for escalation at once (tier -1: nobody
+// notified yet), so the scheduler notifies its first tier.
 func Merge(current *Alert, candidate Alert) (Alert, bool) {
 	if current == nil {
+		if len(candidate.Reasons) == 0 {
+			return Alert{}, false // a risk update with no alert to update
+		}
 		candidate.Reasons = slices.Clone(candidate.Reasons)
 		slices.Sort(candidate.Reasons)
 		candidate.Reasons = slices.Compact(candidate.Reasons)
+		candidate.Findings = slices.Clone(candidate.Findings)
+		candidate.Tier = -1
+		due := candidate.UpdatedAt
+		candidate.NextEscalationAt = &due
 		return candidate, true
 	}
 	next := *current
@@ -331,20 +310,45 @@ func Merge(current *Alert, candidate Alert) (Alert, bool) {
 			break
 		}
 	}
-	if !rose && !added {
+	riskChanged := candidate.CurrentRisk != "" && candidate.CurrentRisk != current.CurrentRisk
+	if !rose && !added && !riskChanged {
 		return *current, false
 	}
 	if rose {
 		next.Severity = candidate.Severity
 		if current.Status == StatusAcknowledged {
 			next.Status = StatusOpen
+			next.Acknowledged = nil
+			next.Tier = -1
+			due := candidate.UpdatedAt
+			next.NextEscalationAt = &due
 		}
 	}
 	reasons := make([]string, 0, len(current.Reasons)+len(candidate.Reasons))
 	reasons = append(append(reasons, current.Reasons...), candidate.Reasons...)
 	slices.Sort(reasons)
 	next.Reasons = slices.Compact(reasons)
-	next.ReadingID = candidate.ReadingID
+	next.Findings = mergeFindings(current.Findings, candidate.Findings)
+	if candidate.CurrentRisk != "" {
+		next.CurrentRisk = candidate.CurrentRisk
+	}
+	if (rose || added) && candidate.ReadingID != "" {
+		next.ReadingID = candidate.ReadingID
+	}
 	next.UpdatedAt = candidate.UpdatedAt
 	return next, true
+}
+
+// mergeFindings keeps one finding per (reason, parameter), the latest.
+func mergeFindings(cur, cand []Finding) []Finding {
+	out := slices.Clone(cur)
+	for _, f := range cand {
+		i := slices.IndexFunc(out, func(g Finding) bool { return g.Reason == f.Reason && g.Parameter == f.Parameter })
+		if i >= 0 {
+			out[i] = f
+		} else {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -474,6 +474,8 @@ func TestAlertCandidate(t *testing.T) {
 				OpenedAt:  t0,
 				UpdatedAt: t0,
 			}
+			// Findings and CurrentRisk are covered by the rules tests.
+			a.Findings, a.CurrentRisk = nil, ""
 			if !reflect.DeepEqual(a, want) {
 				t.Errorf("got  %+v\nwant %+v", a, want)
 			}
@@ -503,8 +505,8 @@ func TestMerge(t *testing.T) {
 		want      Alert
 		changed   bool
 	}{
-		{"no current alert", nil, candidate(RiskMedium, ReasonSingleParameterRed),
-			candidate(RiskMedium, ReasonSingleParameterRed), true},
+		{"no current alert: due for escalation at once", nil, candidate(RiskMedium, ReasonSingleParameterRed),
+			*with(candidate(RiskMedium, ReasonSingleParameterRed), func(a *Alert) { a.Tier, a.NextEscalationAt = -1, &t1 }), true},
 		{"severity rises", &current, candidate(RiskCritical, ReasonNEWS2High),
 			*with(current, func(a *Alert) { a.Severity, a.ReadingID, a.UpdatedAt = RiskCritical, "r2", t1 }), true},
 		{"severity does not fall", &current, candidate(RiskMedium, ReasonNEWS2High), current, false},
@@ -525,9 +527,10 @@ func TestMerge(t *testing.T) {
 			a.Reasons = []string{ReasonModelSAERisk, ReasonNEWS2High, ReasonSingleParameterRed}
 			a.ReadingID, a.UpdatedAt = "r2", t1
 		}), true},
-		{"acknowledged, severity rises: re-opened", with(current, func(a *Alert) { a.Status = StatusAcknowledged }),
+		{"acknowledged, severity rises: re-opened, escalation restarts", with(current, func(a *Alert) { a.Status = StatusAcknowledged }),
 			candidate(RiskCritical, ReasonNEWS2High), *with(current, func(a *Alert) {
 				a.Severity, a.ReadingID, a.UpdatedAt = RiskCritical, "r2", t1
+				a.Tier, a.NextEscalationAt = -1, &t1
 			}), true},
 		{"acknowledged, reason added: stays acknowledged", with(current, func(a *Alert) { a.Status = StatusAcknowledged }),
 			candidate(RiskHigh, ReasonSingleParameterRed), *with(current, func(a *Alert) {

@@ -9,16 +9,27 @@ import (
 	"time"
 
 	"github.com/panjf2000/ants/v2"
+	"golang.org/x/sync/errgroup"
 
 	"vigil/bus"
 	"vigil/metrics"
 	"vigil/reading"
+	"vigil/trial"
 )
 
 // Store is what the pipeline needs from durable storage.
 type Store interface {
 	SaveScore(ctx context.Context, s Score) (saved bool, err error)
 	ApplyAlert(ctx context.Context, candidate Alert, merge MergeFunc) (Alert, bool, error)
+	// UnresolvedAlert returns the patient's unresolved alert, or an error
+	// (not found) when there is none.
+	UnresolvedAlert(ctx context.Context, trialID, siteID, patientID string) (Alert, error)
+}
+
+// Profiles looks up a reading's context; trial.Cache is one.
+type Profiles interface {
+	Protocol(ctx context.Context, trialID string) (trial.Protocol, bool, error)
+	Patient(ctx context.Context, trialID, siteID, patientID string) (trial.PatientRecord, bool, error)
 }
 
 // Publisher is what the pipeline needs from the bus.
@@ -43,6 +54,9 @@ type Input struct {
 type PipelineConfig struct {
 	// Workers bounds readings being stored or scored at once.
 	Workers int
+	// Profiles supplies protocols and registry records; nil scores every
+	// reading with defaults, as unregistered.
+	Profiles Profiles
 	// TaskTimeout bounds one scoring (store writes and publishes).
 	TaskTimeout time.Duration
 	Logger      *slog.Logger
@@ -149,17 +163,23 @@ func (s *Slot) Score(in Input) {
 // when nothing changed, since the first attempt may have died before
 // publishing it: a duplicate notification is better than a missed one.
 func (p *Pipeline) Process(ctx context.Context, in Input) error {
-	s := Evaluate(in.Reading, p.cfg.Now())
-	if cand, ok := AlertCandidate(s); ok {
-		alert, changed, err := p.store.ApplyAlert(ctx, cand, Merge)
-		if err != nil {
-			return fmt.Errorf("apply alert: %w", err)
+	c, err := p.lookup(ctx, in.Reading)
+	if err != nil {
+		return err
+	}
+	s := EvaluateIn(in.Reading, c, p.cfg.Now())
+	if cand, ok := Candidate(s, in.Reading, c.Protocol); ok {
+		// The score's risk reflects every rule, not NEWS2 alone.
+		s.Risk = maxRisk(s.Risk, cand.Severity)
+		cand.CurrentRisk = s.Risk
+		if err := p.applyAlert(ctx, cand, in.Retry); err != nil {
+			return err
 		}
-		if changed && alert.OpenedAt.Equal(alert.UpdatedAt) {
-			metrics.AlertsOpened.WithLabelValues(alert.Severity).Inc()
-		}
-		if (changed || in.Retry) && alert.AlertID != "" {
-			p.publishAlert(ctx, alert)
+	} else if cur, err := p.store.UnresolvedAlert(ctx, s.TrialID, s.SiteID, s.PatientID); err == nil && cur.CurrentRisk != s.Risk {
+		// A better (or merely different) reading updates the patient's open
+		// alert's current risk; the alert itself stays until a person acts.
+		if err := p.applyAlert(ctx, RiskUpdate(s), in.Retry); err != nil {
+			return err
 		}
 	}
 	saved, err := p.store.SaveScore(ctx, s)
@@ -185,10 +205,55 @@ func (p *Pipeline) Process(ctx context.Context, in Input) error {
 	return nil
 }
 
-// publishAlert sends an alert to its site and trial rooms. A failed publish
+// ApplyAlert opens or updates the patient's alert from a candidate (a
+// scoring rule, the missed-readings scheduler) and publishes it when it
+// changed, or when retry says an earlier attempt may not have published it.
+func (p *Pipeline) ApplyAlert(ctx context.Context, cand Alert, retry bool) error {
+	return p.applyAlert(ctx, cand, retry)
+}
+
+func (p *Pipeline) applyAlert(ctx context.Context, cand Alert, retry bool) error {
+	alert, changed, err := p.store.ApplyAlert(ctx, cand, Merge)
+	if err != nil {
+		return fmt.Errorf("apply alert: %w", err)
+	}
+	if changed && alert.OpenedAt.Equal(alert.UpdatedAt) {
+		metrics.AlertsOpened.WithLabelValues(alert.Severity).Inc()
+	}
+	if (changed || retry) && alert.AlertID != "" {
+		p.PublishAlert(ctx, alert)
+	}
+	return nil
+}
+
+// lookup fetches the protocol and the patient's record concurrently, under
+// the reading's deadline.
+func (p *Pipeline) lookup(ctx context.Context, r reading.Reading) (Context, error) {
+	var c Context
+	if p.cfg.Profiles == nil {
+		return c, nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		c.Protocol, c.Configured, err = p.cfg.Profiles.Protocol(gctx, r.TrialID)
+		return err
+	})
+	g.Go(func() error {
+		var err error
+		c.Patient, c.Registered, err = p.cfg.Profiles.Patient(gctx, r.TrialID, r.SiteID, r.PatientID)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return Context{}, fmt.Errorf("look up protocol and patient: %w", err)
+	}
+	return c, nil
+}
+
+// PublishAlert sends an alert to its site and trial rooms. A failed publish
 // is logged, not returned: the alert is stored and stays open, and boards
 // recover it from their snapshot.
-func (p *Pipeline) publishAlert(ctx context.Context, alert Alert) {
+func (p *Pipeline) PublishAlert(ctx context.Context, alert Alert) {
 	data, err := MarshalEvent(alert)
 	if err != nil {
 		p.cfg.Logger.Error("encode alert", "alert_id", alert.AlertID, "err", err)
@@ -201,14 +266,18 @@ func (p *Pipeline) publishAlert(ctx context.Context, alert Alert) {
 	}
 }
 
-// Evaluate applies the rules to a reading. The SpO2 scale is the reading's
-// until the patient registry supplies the prescribed one.
+// Evaluate scores a reading with defaults, as for an unregistered patient
+// of a trial without a protocol.
 func Evaluate(r reading.Reading, now time.Time) Score {
-	scale := 1
-	if r.Vitals.SpO2Scale != nil {
-		scale = *r.Vitals.SpO2Scale
-	}
+	return EvaluateIn(r, Context{}, now)
+}
+
+// EvaluateIn scores a reading in its context: NEWS2 on the SpO2 scale the
+// registry prescribes (or the reading's, for a patient without a record).
+func EvaluateIn(r reading.Reading, c Context, now time.Time) Score {
+	scale, source := spo2Scale(r, c)
 	n := ScoreNEWS2(r.Vitals, scale)
+	n.SpO2ScaleSource = source
 	return Score{
 		Kind:         "score",
 		ReadingID:    r.ReadingID,
@@ -219,6 +288,7 @@ func Evaluate(r reading.Reading, now time.Time) Score {
 		ScoredAt:     now.UTC(),
 		NEWS2:        n,
 		Risk:         RiskOf(n),
+		Registered:   c.Registered,
 		RulesVersion: RulesVersion,
 	}
 }

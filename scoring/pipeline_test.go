@@ -56,6 +56,15 @@ func (m *memStore) ApplyAlert(_ context.Context, c scoring.Alert, merge scoring.
 	return next, changed, nil
 }
 
+func (m *memStore) UnresolvedAlert(_ context.Context, _, _, patientID string) (scoring.Alert, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a, ok := m.alerts[patientID]; ok {
+		return a, nil
+	}
+	return scoring.Alert{}, errors.New("not found")
+}
+
 func vitals(rr, spo2, sbp, hr, temp float64, cons string) reading.Vitals {
 	onO2 := false
 	return reading.Vitals{RespiratoryRate: &rr, SpO2: &spo2, OnOxygen: &onO2, SystolicBP: &sbp,
@@ -96,7 +105,9 @@ func TestPipelinePublishesScoresAndAlerts(t *testing.T) {
 		{"normal", vitals(16, 97, 120, 72, 36.8, "alert"), scoring.RiskNone, "", 1},
 		{"single red", vitals(16, 97, 120, 72, 36.8, "voice"), scoring.RiskMedium, "medium", 3},
 		{"worse", vitals(26, 90, 88, 135, 39.5, "voice"), scoring.RiskCritical, "critical", 5},
-		{"better again: alert stays, no alert event", vitals(16, 97, 120, 72, 36.8, "alert"), scoring.RiskNone, "", 6},
+		// The alert stays critical (only a person closes it), but its current
+		// risk follows the patient and is re-published.
+		{"better again: alert stays critical, current risk none", vitals(16, 97, 120, 72, 36.8, "alert"), scoring.RiskNone, "critical", 7},
 	}
 	for i, tc := range cases {
 		r := reading.Reading{ReadingID: tc.name, PatientID: "P1", TrialID: "T1", SiteID: "S1",
@@ -143,8 +154,8 @@ func TestPipelinePublishesScoresAndAlerts(t *testing.T) {
 	mu.Lock()
 	trial := len(events["trial:T1"])
 	mu.Unlock()
-	if trial != 2 {
-		t.Fatalf("trial room has %d events, want the 2 alert events", trial)
+	if trial != 3 {
+		t.Fatalf("trial room has %d events, want the 3 alert events", trial)
 	}
 	// Scoring the same reading again publishes nothing.
 	r := reading.Reading{ReadingID: "normal", PatientID: "P1", TrialID: "T1", SiteID: "S1", MeasuredAt: now,
@@ -153,7 +164,7 @@ func TestPipelinePublishesScoresAndAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	if n := len(events["site:T1:S1"]); n != 6 {
+	if n := len(events["site:T1:S1"]); n != 7 {
 		t.Fatalf("rescoring published again: %d events", n)
 	}
 	mu.Unlock()

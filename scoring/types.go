@@ -44,8 +44,10 @@ type NEWS2 struct {
 	Partial    bool           `json:"partial"`
 	Missing    []string       `json:"missing,omitempty"`
 	Parameters map[string]int `json:"parameters"`
-	// SpO2Scale is the scale the SpO2 item was scored on (1 or 2).
-	SpO2Scale int `json:"spo2_scale"`
+	// SpO2Scale is the scale the SpO2 item was scored on (1 or 2), and
+	// SpO2ScaleSource where it came from: registry, reading or default.
+	SpO2Scale       int    `json:"spo2_scale"`
+	SpO2ScaleSource string `json:"spo2_scale_source,omitempty"`
 }
 
 // Model is the predictor's output for one reading.

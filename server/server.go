@@ -23,18 +23,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"vigil/admin"
 	"vigil/auth"
 	"vigil/board"
 	"vigil/bus"
 	"vigil/config"
 	"vigil/hub"
 	"vigil/ingest"
+	"vigil/lifecycle"
 	"vigil/metrics"
+	"vigil/notify"
 	"vigil/problem"
 	"vigil/ratelimit"
 	"vigil/scoring"
 	"vigil/store"
 	"vigil/store/sqlite"
+	"vigil/trial"
 	"vigil/ui"
 )
 
@@ -46,11 +50,15 @@ type Server struct {
 	broker   *bus.Memory
 	pipeline *scoring.Pipeline
 	hub      *hub.Hub
-	app      *fiber.App
-	hubHTTP  *http.Server
-	wsLn     *connListener
-	stop     context.CancelFunc
-	bg       sync.WaitGroup // the sweep and the offset saver
+	cache    *trial.Cache
+	life     *lifecycle.Service
+	// dispatcher delivers the notification outbox; one per database.
+	dispatcher *notify.Dispatcher
+	app        *fiber.App
+	hubHTTP    *http.Server
+	wsLn       *connListener
+	stop       context.CancelFunc
+	bg         sync.WaitGroup // the sweep and the offset saver
 }
 
 // New builds a node from its configuration; nothing listens until Serve.
@@ -76,14 +84,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		st.Close()
 		return nil, err
 	}
-	pipe, err := scoring.NewPipeline(st, broker, scoring.PipelineConfig{Workers: cfg.ScoringWorkers, Logger: log})
+	cache, err := trial.NewCache(trial.CacheConfig{Source: st,
+		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) }})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: cache: %w", err)
+	}
+	pipe, err := scoring.NewPipeline(st, broker, scoring.PipelineConfig{Workers: cfg.ScoringWorkers, Logger: log,
+		Profiles: cache})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	dispatcher, err := newDispatcher(cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	life := lifecycle.New(lifecycle.Config{Store: st, Protocols: cache, Publisher: pipe, Kicker: dispatcher,
+		EscalationInterval: cfg.EscalationInterval, MissedInterval: cfg.MissedInterval, Logger: log})
 	h := hub.New(broker, hub.Config{Verifier: verifier, AllowedOrigins: cfg.Origins(), Logger: log})
 
-	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h}
+	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h, cache: cache, life: life, dispatcher: dispatcher}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vigil",
 		DisableStartupMessage: true,
@@ -108,8 +130,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		PerPatient: ratelimit.New(cfg.RatePerPatient, 1_000_000),
 		PerIP:      ratelimit.New(cfg.RatePerIP, 100_000),
 		Logger:     log,
+		Registry:   cache,
 	}).Register(s.app)
 	board.New(verifier, st, log).Register(s.app)
+	admin.New(verifier, st, cache, log).Register(s.app)
+	lifecycle.NewAPI(life, verifier).Register(s.app)
 	s.app.All("/v1/*", func(c *fiber.Ctx) error {
 		return problem.Send(c, problem.NotFound("no such endpoint: "+c.Method()+" "+c.Path()), 0)
 	})
@@ -187,6 +212,29 @@ func (s *Server) ready(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok", "checks": checks})
 }
 
+// newDispatcher builds the notification senders the configuration allows.
+// Without an SMTP relay, email notifications are dead-lettered (visible),
+// never silently dropped; the start-up log says so.
+func newDispatcher(cfg config.Config, st store.Store, log *slog.Logger) (*notify.Dispatcher, error) {
+	senders := map[string]notify.Sender{
+		notify.KindWebhook:   notify.NewWebhook(notify.EnvSecrets),
+		notify.KindPagerDuty: notify.NewPagerDuty(notify.EnvSecrets),
+		notify.KindBoard:     notify.Board{},
+	}
+	if cfg.SMTPAddr != "" {
+		email, err := notify.NewEmail(notify.SMTPConfig{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom,
+			Username: cfg.SMTPUsername, Password: cfg.SMTPPassword})
+		if err != nil {
+			return nil, fmt.Errorf("server: email notifier: %w", err)
+		}
+		senders[notify.KindEmail] = email
+	} else {
+		log.Warn("VIGIL_SMTP_ADDR is not set: email notifications will be dead-lettered")
+	}
+	return notify.NewDispatcher(st, senders, notify.DispatcherConfig{BaseBackoff: cfg.NotifyBackoff,
+		BaseURL: cfg.PublicURL, Logger: log}), nil
+}
+
 // crashOffsetGap is how far a room's offsets jump after a crash. Offsets are
 // saved every offsetSaveInterval, so a crash may lose the record of the last
 // events published; jumping well past anything a room can publish in that
@@ -256,6 +304,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.stop = stop
 	s.bg.Go(func() { s.sweep(bg) })
 	s.bg.Go(func() { s.saveOffsets(bg) })
+	s.bg.Go(func() { s.life.RunEscalations(bg) })
+	s.bg.Go(func() { s.life.RunMissedReadings(bg) })
+	s.bg.Go(func() { s.dispatcher.Run(bg) })
 	err := s.app.Listener(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("server: serve: %w", err)
@@ -352,6 +403,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.store.SaveRoomOffsets(context.WithoutCancel(ctx), s.broker.Offsets(), true); err != nil {
 		errs = append(errs, err)
 	}
+	s.cache.Close()
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, err)
 	}

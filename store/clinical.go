@@ -63,6 +63,9 @@ type TrialStore interface {
 type AlertChange struct {
 	Alert  scoring.Alert
 	Notify []Notification
+	// Action and Reason, when set, replace the Change's: the escalation
+	// scheduler knows what a step did only once it has seen the alert.
+	Action, Reason string
 }
 
 // LifecycleStore changes alerts on behalf of people and the escalation
@@ -73,6 +76,9 @@ type LifecycleStore interface {
 	// transaction. fn's error is returned as is (and nothing is written);
 	// an unknown alert gives ErrNotFound.
 	UpdateAlert(ctx context.Context, alertID string, fn func(cur scoring.Alert) (AlertChange, error), c Change) (scoring.Alert, error)
+	// UnresolvedAlert returns the patient's unresolved alert, or ErrNotFound.
+	// It reads without taking the write lock: a cheap check before an update.
+	UnresolvedAlert(ctx context.Context, trialID, siteID, patientID string) (scoring.Alert, error)
 	// DueEscalations returns unresolved alerts whose NextEscalationAt is at
 	// or before now, oldest due first.
 	DueEscalations(ctx context.Context, now time.Time, limit int) ([]scoring.Alert, error)

@@ -121,54 +121,17 @@ func (s *Store) applyAlert(ctx context.Context, tx *sql.Tx, cand scoring.Alert, 
 		return scoring.Alert{}, false, fmt.Errorf("merge returned unknown status %q", next.Status)
 	}
 
-	newDoc, err := json.Marshal(next)
-	if err != nil {
-		return scoring.Alert{}, false, fmt.Errorf("encode: %w", err)
-	}
-	reasons, err := json.Marshal(next.Reasons)
-	if err != nil {
-		return scoring.Alert{}, false, fmt.Errorf("encode reasons: %w", err)
-	}
-	readingID := sql.NullString{String: next.ReadingID, Valid: next.ReadingID != ""}
-
-	action := actionOpened
-	var oldValue sql.NullString
-	if current == nil {
-		_, err = tx.ExecContext(ctx, `
-			INSERT INTO alerts (alert_id, patient_id, trial_id, site_id, severity, status,
-				reasons, reading_id, opened_at, updated_at, alert_json)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			next.AlertID, next.PatientID, next.TrialID, next.SiteID, next.Severity, next.Status,
-			string(reasons), readingID, formatTime(next.OpenedAt), formatTime(next.UpdatedAt), string(newDoc))
-		if err != nil {
-			return scoring.Alert{}, false, fmt.Errorf("insert: %w", err)
-		}
-	} else {
-		action = actionUpdated
-		oldValue = sql.NullString{String: currentDoc, Valid: true}
-		_, err = tx.ExecContext(ctx, `
-			UPDATE alerts SET severity = ?, status = ?, reasons = ?, reading_id = ?,
-				opened_at = ?, updated_at = ?, alert_json = ?
-			WHERE alert_id = ?`,
-			next.Severity, next.Status, string(reasons), readingID,
-			formatTime(next.OpenedAt), formatTime(next.UpdatedAt), string(newDoc), next.AlertID)
-		if err != nil {
-			return scoring.Alert{}, false, fmt.Errorf("update: %w", err)
-		}
-	}
-
 	// The system's "why" is the reading that raised the candidate.
 	reason := ""
 	if cand.ReadingID != "" {
 		reason = "reading " + cand.ReadingID
 	}
-	rec := store.AuditRecord{EntityType: store.EntityAlert, EntityID: next.AlertID, Actor: actorSystem,
-		ActorName: "Vigil", ActorRole: "system", Action: action, Reason: reason,
-		NewValue: json.RawMessage(newDoc), At: now}
-	if oldValue.Valid {
-		rec.OldValue = json.RawMessage(oldValue.String)
+	action := actionOpened
+	if current != nil {
+		action = actionUpdated
 	}
-	if err := s.appendAudit(ctx, tx, rec); err != nil {
+	c := store.Change{Actor: store.System, Action: action, Reason: reason, At: now}
+	if err := s.saveAlert(ctx, tx, next, currentDoc, c, nil); err != nil {
 		return scoring.Alert{}, false, err
 	}
 	return next, true, nil

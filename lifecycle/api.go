@@ -1,0 +1,146 @@
+package lifecycle
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+
+	"vigil/auth"
+	"vigil/problem"
+	"vigil/reading"
+	"vigil/scoring"
+	"vigil/store"
+)
+
+// API serves POST /v1/alerts/{id}/ack, /escalate and /resolve.
+type API struct {
+	svc      *Service
+	verifier *auth.Verifier
+}
+
+// NewAPI returns the lifecycle endpoints of svc.
+func NewAPI(svc *Service, v *auth.Verifier) *API { return &API{svc: svc, verifier: v} }
+
+// Register mounts the endpoints.
+func (a *API) Register(r fiber.Router) {
+	r.Post("/v1/alerts/:id/ack", a.handle(actionAck))
+	r.Post("/v1/alerts/:id/escalate", a.handle(actionEscalate))
+	r.Post("/v1/alerts/:id/resolve", a.handle(actionResolve))
+}
+
+type action int
+
+const (
+	actionAck action = iota
+	actionEscalate
+	actionResolve
+)
+
+// body is what a person sends with an action.
+type body struct {
+	Reason  string `json:"reason"`
+	Outcome string `json:"outcome,omitempty"`
+}
+
+const maxReason = 2000
+
+func fieldProblem(status int, class, title, field, msg string) problem.Details {
+	p := problem.New(status, class, title, field+": "+msg)
+	p.Errors = []reading.FieldError{{Field: field, Message: msg}}
+	return p
+}
+
+func (a *API) handle(act action) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		claims, err := a.verifier.Verify(auth.BearerToken(c.Get(fiber.HeaderAuthorization)))
+		if err != nil {
+			return problem.Send(c, problem.Unauthorized("a valid staff token is required"), 0)
+		}
+		if !claims.IsStaff() {
+			return problem.Send(c, problem.Forbidden("only staff may act on alerts"), 0)
+		}
+		var b body
+		dec := json.NewDecoder(bytes.NewReader(c.Body()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&b); err != nil || dec.More() {
+			return problem.Send(c, problem.BadRequest(`the body must be {"reason": "…"`+map[bool]string{true: `, "outcome": "sae|ae|not_ae"}`, false: "}"}[act == actionResolve]+`, with no other fields`), 0)
+		}
+		b.Reason = strings.TrimSpace(b.Reason)
+		switch {
+		case b.Reason == "":
+			return problem.Send(c, fieldProblem(fiber.StatusUnprocessableEntity, "validation", "Invalid request", "reason", "required: say why"), 0)
+		case utf8.RuneCountInString(b.Reason) > maxReason || !utf8.ValidString(b.Reason):
+			return problem.Send(c, fieldProblem(fiber.StatusUnprocessableEntity, "validation", "Invalid request", "reason", "at most 2000 characters of text"), 0)
+		case act == actionResolve && !outcomes[b.Outcome]:
+			return problem.Send(c, fieldProblem(fiber.StatusUnprocessableEntity, "validation", "Invalid request", "outcome", "must be sae, ae or not_ae"), 0)
+		case act != actionResolve && b.Outcome != "":
+			return problem.Send(c, fieldProblem(fiber.StatusUnprocessableEntity, "validation", "Invalid request", "outcome", "only a resolution has an outcome"), 0)
+		}
+		ctx := c.UserContext()
+		id := strings.Clone(c.Params("id"))
+		cur, err := a.svc.cfg.Store.Alert(ctx, id)
+		if err != nil || !claims.CanSeeSite(cur.TrialID, cur.SiteID) {
+			// An alert of another site answers like a missing one.
+			return problem.Send(c, problem.NotFound("no such alert"), 0)
+		}
+		now := a.svc.cfg.Now().UTC()
+		p, _, err := a.svc.cfg.Protocols.Protocol(ctx, cur.TrialID)
+		if err != nil {
+			return problem.Send(c, problem.New(fiber.StatusServiceUnavailable, "unavailable", "Protocol unavailable", "retry shortly"), 2*time.Second)
+		}
+		if act != actionEscalate && p.RequireAuthWithin > 0 {
+			window := time.Duration(p.RequireAuthWithin)
+			if claims.AuthTime == nil || now.Sub(claims.AuthTime.Time) > window {
+				return problem.Send(c, problem.New(fiber.StatusUnauthorized, "reauthentication-required", "Re-authentication required",
+					"this trial requires signing in again (auth_time within "+window.String()+") to sign this action"), 0)
+			}
+		}
+		sig := scoring.Signature{Sub: claims.Subject, Name: claims.Name, Role: claims.Role, At: now, Reason: b.Reason}
+		var verb string
+		switch act {
+		case actionAck:
+			verb, sig.Meaning = "acknowledged", "acknowledged: responsible for reviewing this alert"
+		case actionEscalate:
+			verb, sig.Meaning = "escalated", "escalated: asked for the next tier"
+		case actionResolve:
+			verb, sig.Meaning = "resolved", "resolved as "+b.Outcome+": judged the event "+map[string]string{
+				scoring.OutcomeSAE: "a serious adverse event", scoring.OutcomeAE: "an adverse event, not serious",
+				scoring.OutcomeNotAE: "not an adverse event"}[b.Outcome]
+		}
+		change := store.Change{Actor: store.Actor{Sub: claims.Subject, Name: claims.Name, Role: claims.Role},
+			Action: "alert." + verb, Reason: b.Reason, Meaning: sig.Meaning, At: now}
+		updated, err := a.svc.cfg.Store.UpdateAlert(ctx, id, func(cur scoring.Alert) (store.AlertChange, error) {
+			var next scoring.Alert
+			var err error
+			switch act {
+			case actionAck:
+				next, err = Acknowledge(cur, sig)
+			case actionEscalate:
+				next, err = Escalate(cur, sig)
+			default:
+				next, err = Resolve(cur, sig, b.Outcome)
+			}
+			return store.AlertChange{Alert: next}, err
+		}, change)
+		switch {
+		case errors.Is(err, ErrTransition):
+			return problem.Send(c, problem.New(fiber.StatusConflict, "transition", "Not allowed now", err.Error()), 0)
+		case errors.Is(err, store.ErrNotFound):
+			return problem.Send(c, problem.NotFound("no such alert"), 0)
+		case err != nil:
+			a.svc.cfg.Logger.Error("alert action", "alert_id", id, "err", err)
+			return problem.Send(c, problem.New(fiber.StatusServiceUnavailable, "store-unavailable", "Storage unavailable",
+				"the action was not recorded; retry"), 2*time.Second)
+		}
+		a.svc.cfg.Publisher.PublishAlert(ctx, updated)
+		if act == actionEscalate {
+			a.svc.Wake()
+		}
+		return c.JSON(updated)
+	}
+}

@@ -1,0 +1,130 @@
+// Package lifecycle owns what happens to an alert after it opens: people
+// acknowledging, escalating and resolving it (signed, audited, published),
+// the escalation scheduler that notifies tier after tier until someone
+// acknowledges, and the missed-readings scheduler that raises an alert for a
+// patient who has gone silent. Its state lives in the store, so a restart
+// loses no timer. It imports auth, store, scoring, trial and problem.
+package lifecycle
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"vigil/scoring"
+	"vigil/store"
+	"vigil/trial"
+)
+
+// ErrTransition is a change the alert's status does not allow.
+var ErrTransition = errors.New("lifecycle: transition not allowed")
+
+// Acknowledge records that a person has taken the alert: escalation stops.
+func Acknowledge(cur scoring.Alert, sig scoring.Signature) (scoring.Alert, error) {
+	switch cur.Status {
+	case scoring.StatusOpen, scoring.StatusEscalated:
+	default:
+		return scoring.Alert{}, fmt.Errorf("%w: an alert that is %s cannot be acknowledged", ErrTransition, cur.Status)
+	}
+	next := cur
+	next.Status = scoring.StatusAcknowledged
+	next.Acknowledged = &sig
+	next.NextEscalationAt = nil
+	next.UpdatedAt = sig.At
+	return next, nil
+}
+
+// Escalate is a person asking for the next tier now: the scheduler notifies
+// it at its next tick.
+func Escalate(cur scoring.Alert, sig scoring.Signature) (scoring.Alert, error) {
+	if cur.Status == scoring.StatusResolved {
+		return scoring.Alert{}, fmt.Errorf("%w: a resolved alert cannot be escalated", ErrTransition)
+	}
+	next := cur
+	next.Status = scoring.StatusEscalated
+	due := sig.At
+	next.NextEscalationAt = &due
+	next.UpdatedAt = sig.At
+	return next, nil
+}
+
+// Outcomes a resolution may record.
+var outcomes = map[string]bool{scoring.OutcomeSAE: true, scoring.OutcomeAE: true, scoring.OutcomeNotAE: true}
+
+// Resolve closes the alert with the investigator's judgement of the event.
+func Resolve(cur scoring.Alert, sig scoring.Signature, outcome string) (scoring.Alert, error) {
+	if cur.Status == scoring.StatusResolved {
+		return scoring.Alert{}, fmt.Errorf("%w: the alert is already resolved", ErrTransition)
+	}
+	if !outcomes[outcome] {
+		return scoring.Alert{}, fmt.Errorf("lifecycle: outcome %q is not sae, ae or not_ae", outcome)
+	}
+	next := cur
+	next.Status = scoring.StatusResolved
+	next.Resolved = &sig
+	next.Outcome = outcome
+	next.NextEscalationAt = nil
+	next.UpdatedAt = sig.At
+	return next, nil
+}
+
+// Step is one escalation step of a due alert under its protocol's policy:
+// the next tier (or, past the last, the last again every Repeat) is
+// notified, and the next step is scheduled. It reports false when the alert
+// is not due (acknowledged, resolved, or rescheduled meanwhile).
+func Step(cur scoring.Alert, p trial.Escalation, now time.Time) (next scoring.Alert, tier int, action string, ok bool) {
+	if cur.NextEscalationAt == nil || cur.NextEscalationAt.After(now) ||
+		cur.Status == scoring.StatusResolved || cur.Status == scoring.StatusAcknowledged {
+		return cur, 0, "", false
+	}
+	next = cur
+	next.UpdatedAt = now
+	if len(p.Tiers) == 0 {
+		next.NextEscalationAt = nil
+		return next, 0, "", true
+	}
+	tier = cur.Tier + 1
+	switch {
+	case tier < len(p.Tiers):
+		action = "escalated"
+		if tier == 0 {
+			action = "notified"
+		}
+		due := now.Add(time.Duration(p.Tiers[tier].After))
+		next.NextEscalationAt = &due
+	case p.Repeat > 0:
+		tier = len(p.Tiers) - 1
+		action = "renotified"
+		due := now.Add(time.Duration(p.Repeat))
+		next.NextEscalationAt = &due
+	default:
+		// Every tier was told and the policy does not repeat: the alert
+		// stays open and visible until someone acts.
+		next.NextEscalationAt = nil
+		return next, 0, "", true
+	}
+	next.Tier = tier
+	if tier >= 1 && next.Status == scoring.StatusOpen {
+		next.Status = scoring.StatusEscalated
+	}
+	return next, tier, action, true
+}
+
+// notifications are one per channel of the tier, carrying the alert as it is
+// now (the notifier strips everything but ids and severity).
+func notifications(a scoring.Alert, tier int, p trial.Escalation) ([]store.Notification, error) {
+	if tier < 0 || tier >= len(p.Tiers) {
+		return nil, nil
+	}
+	payload, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Notification
+	for _, ch := range p.Tiers[tier].Channels {
+		out = append(out, store.Notification{AlertID: a.AlertID, TrialID: a.TrialID, Tier: tier,
+			Channel: ch, Payload: payload, Status: store.NotifyPending})
+	}
+	return out, nil
+}
