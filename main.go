@@ -200,6 +200,9 @@ func startDemo(ctx context.Context, cfg config.Config, base string, out io.Write
 	if err != nil {
 		return err
 	}
+	if err := applyDemoTrial(ctx, base, iss, sites); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, `
 Vigil demo is running: trial %s, %d sites, %d simulated patients (a few deteriorating).
 
@@ -209,7 +212,9 @@ Vigil demo is running: trial %s, %d sites, %d simulated patients (a few deterior
 
   Board (safety physician):    %s/#token=%s
 
-Press Ctrl-C to stop. Data is kept in %s.
+The trial's protocol (limits, escalation through the board) and 12 registry
+records were applied through the admin API; see docs/examples/trial-T008.yaml
+for a full protocol file. Press Ctrl-C to stop. Data is kept in %s.
 `, demoTrial, demoSites, demoPatients, sites[0], base, pi, sites[0], sites[1], base, cra, base, safety, cfg.DB)
 	simCfg := sim.Config{URL: base, Trial: demoTrial, Sites: demoSites, Patients: demoPatients,
 		Rate: 20, Deteriorating: 0.04, Workers: 8, Issuer: iss, Seed: uint64(time.Now().UnixNano())}

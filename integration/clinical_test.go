@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"vigil/auth"
 )
 
@@ -326,5 +328,75 @@ func TestMissedReadings(t *testing.T) {
 	rep := do(t, "GET", n.base+"/v1/alerts?trial=T008&site=S01", safety, nil)
 	if strings.Contains(string(rep.Body), `"P1006"`) {
 		t.Fatalf("withdrawn patient alerted: %s", rep.Body)
+	}
+}
+
+func TestSignedActionsAndDeadLetters(t *testing.T) {
+	smtp := newSMTPReceiver(t)
+	// This receiver refuses every delivery as a client error: dead at once.
+	hook := newWebhookReceiver(t, "not-the-configured-secret", 0)
+	n := clinicalNode(t, tempDB(t), smtp)
+	p := protocol(hook.srv.URL, "8h")
+	p["require_auth_within"] = "5m"
+	// The site tier is told, then the safety webhook after 2 s.
+	putProtocol(t, n, p)
+	safety := staffToken(t, auth.RoleSafety, []string{"T008"})
+
+	// A severe symptom alone raises an alert.
+	r := newReading("P1001", "T008", "S01", vitalsOK())
+	r["symptoms"] = []any{map[string]any{"term": "shortness of breath", "grade": 3}}
+	if rep := do(t, "POST", n.base+"/v1/readings", patientToken(t, "P1001", "T008", "S01"), r); rep.Status != 202 {
+		t.Fatalf("post: %d %s", rep.Status, rep.Body)
+	}
+	a := openAlert(t, n, safety, "P1001", 5*time.Second)
+	id := a["alert_id"].(string)
+	if fmt.Sprint(a["reasons"]) != "[symptom_severe]" || a["severity"] != "medium" {
+		t.Fatalf("symptom alert %v", a)
+	}
+	<-smtp.messages // tier 0
+
+	// Escalating by hand notifies the next tier at once.
+	if rep := do(t, "POST", n.base+"/v1/alerts/"+id+"/escalate", safety, map[string]any{"reason": "needs the safety team"}); rep.Status != 200 {
+		t.Fatalf("escalate: %d %s", rep.Status, rep.Body)
+	}
+	// The webhook refuses the signature (401): dead-lettered, and visible.
+	var dead []map[string]any
+	for deadline := time.Now().Add(10 * time.Second); len(dead) == 0; {
+		rep := do(t, "GET", n.base+"/v1/notifications?trial=T008&status=dead", safety, nil)
+		if rep.Status != 200 {
+			t.Fatalf("notifications: %d %s", rep.Status, rep.Body)
+		}
+		var body struct {
+			Notifications []map[string]any `json:"notifications"`
+		}
+		_ = json.Unmarshal(rep.Body, &body)
+		dead = body.Notifications
+		if time.Now().After(deadline) {
+			t.Fatal("the refused webhook was not dead-lettered")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if dead[0]["alert_id"] != id || dead[0]["last_error"] == "" {
+		t.Fatalf("dead letter %v", dead[0])
+	}
+	pi := staffToken(t, auth.RolePI, []string{"T008"}, "T008/S01")
+	if rep := do(t, "GET", n.base+"/v1/notifications?trial=T008", pi, nil); rep.Status != 403 {
+		t.Fatalf("a site PI listing the trial's notifications: %d", rep.Status)
+	}
+
+	// The protocol requires a recent sign-in to sign: a token without
+	// auth_time, or with an old one, cannot acknowledge.
+	old := mint(t, auth.Claims{Role: auth.RolePI, Name: "Dr B", Trials: []string{"T008"}, Sites: []string{"T008/S01"},
+		AuthTime: jwt.NewNumericDate(time.Now().Add(-time.Hour))}, "u-b")
+	fresh := mint(t, auth.Claims{Role: auth.RolePI, Name: "Dr B", Trials: []string{"T008"}, Sites: []string{"T008/S01"},
+		AuthTime: jwt.NewNumericDate(time.Now())}, "u-b")
+	for _, tc := range []struct {
+		name, token string
+		status      int
+	}{{"no auth_time", pi, 401}, {"old auth_time", old, 401}, {"fresh auth_time", fresh, 200}} {
+		rep := do(t, "POST", n.base+"/v1/alerts/"+id+"/ack", tc.token, map[string]any{"reason": "reviewed"})
+		if rep.Status != tc.status {
+			t.Fatalf("%s: %d %s, want %d", tc.name, rep.Status, rep.Body, tc.status)
+		}
 	}
 }

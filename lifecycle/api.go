@@ -31,6 +31,39 @@ func (a *API) Register(r fiber.Router) {
 	r.Post("/v1/alerts/:id/ack", a.handle(actionAck))
 	r.Post("/v1/alerts/:id/escalate", a.handle(actionEscalate))
 	r.Post("/v1/alerts/:id/resolve", a.handle(actionResolve))
+	r.Get("/v1/notifications", a.notifications)
+}
+
+// notifications lists a trial's notifications, newest first: what was sent,
+// what is being retried, and what was given up (status=dead), for the
+// trial-wide roles who answer for delivery.
+func (a *API) notifications(c *fiber.Ctx) error {
+	claims, err := a.verifier.Verify(auth.BearerToken(c.Get(fiber.HeaderAuthorization)))
+	if err != nil {
+		return problem.Send(c, problem.Unauthorized("a valid staff token is required"), 0)
+	}
+	q := store.NotificationQuery{TrialID: strings.Clone(c.Query("trial")), Status: strings.Clone(c.Query("status")),
+		AlertID: strings.Clone(c.Query("alert_id")), Limit: 100}
+	if q.TrialID == "" {
+		return problem.Send(c, fieldProblem(fiber.StatusBadRequest, "bad-request", "Bad request", "trial", "required"), 0)
+	}
+	switch q.Status {
+	case "", store.NotifyPending, store.NotifySent, store.NotifyDead:
+	default:
+		return problem.Send(c, fieldProblem(fiber.StatusBadRequest, "bad-request", "Bad request", "status", "must be pending, sent or dead"), 0)
+	}
+	if !claims.CanSeeTrial(q.TrialID) {
+		return problem.Send(c, problem.Forbidden("notifications are visible to the trial's safety, on-call and admin staff"), 0)
+	}
+	list, err := a.svc.cfg.Store.Notifications(c.UserContext(), q)
+	if err != nil {
+		a.svc.cfg.Logger.Error("list notifications", "trial_id", q.TrialID, "err", err)
+		return problem.Send(c, problem.New(fiber.StatusServiceUnavailable, "store-unavailable", "Storage unavailable", "retry"), 2*time.Second)
+	}
+	if list == nil {
+		list = []store.Notification{}
+	}
+	return c.JSON(fiber.Map{"notifications": list})
 }
 
 type action int
@@ -68,7 +101,7 @@ func (a *API) handle(act action) fiber.Handler {
 		dec := json.NewDecoder(bytes.NewReader(c.Body()))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&b); err != nil || dec.More() {
-			return problem.Send(c, problem.BadRequest(`the body must be {"reason": "…"`+map[bool]string{true: `, "outcome": "sae|ae|not_ae"}`, false: "}"}[act == actionResolve]+`, with no other fields`), 0)
+			return problem.Send(c, problem.BadRequest(`the body must be a JSON object with "reason" (and, to resolve, "outcome") and no other fields`), 0)
 		}
 		b.Reason = strings.TrimSpace(b.Reason)
 		switch {

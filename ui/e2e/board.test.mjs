@@ -181,6 +181,15 @@ after(async () => {
 // allowed: console errors the test expects (a 401 for a rejected token).
 async function newPage(t, allowed = []) {
   const context = await browser.newContext({ viewport: { width: 1440, height: 800 } });
+  // A Notification the test can see: permission granted, each one recorded.
+  await context.addInitScript(() => {
+    window.__vigilNotes = [];
+    window.Notification = class {
+      static permission = 'granted';
+      static requestPermission() { return Promise.resolve('granted'); }
+      constructor(title, opts) { window.__vigilNotes.push({ title, ...opts }); }
+    };
+  });
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
@@ -256,6 +265,12 @@ describe('board', () => {
     assert.ok(['medium', 'high', 'critical'].includes(await alert.getAttribute('data-severity')));
     assert.match(await alert.innerText(), /NEWS2 high/);
     assert.equal(await page.locator('#alerts li[data-patient="P1001"]').count(), 0);
+    // …and popped up a browser notification: ids and severity, no vitals.
+    const notes = await page.evaluate(() => window.__vigilNotes);
+    const note = notes.find((n) => n.body.includes('P1002'));
+    assert.ok(note, `no notification for P1002 in ${JSON.stringify(notes)}`);
+    assert.match(note.title, /CRITICAL|HIGH|MEDIUM/);
+    assert.doesNotMatch(note.body, /135|39\.5/);
     // …and is flagged in the table; measured_at shows relative, exact on hover.
     await cell(page, 'P1002', 'alert').waitFor();
     assert.equal(await cell(page, 'P1001', 'alert').count(), 0);

@@ -6,6 +6,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { fetchAlerts, fetchPatients } from './api.js';
 import { LiveClient, STATE } from './live.js';
+import { notifyAlert } from './notifications.js';
 import { applyAlert, applyScore, applySnapshot, emptyBoard } from './state.js';
 
 const FLASH_MS = 2500;
@@ -173,6 +174,7 @@ export function useSiteFeed(token, site) {
         flash(d.patient_id);
         if (r.stale) refreshVitals();
       } else if (d.kind === 'alert') {
+        notifyAlert(d, ctx.data.alerts[d.alert_id]);
         ctx.touched?.set(d.alert_id, d);
         commit(applyAlert(ctx.data, d));
       }

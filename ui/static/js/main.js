@@ -7,6 +7,7 @@ import { AlertFeed, PatientsTable, RiskBadge } from './board.js';
 import { useSiteFeed } from './feed.js';
 import { html } from './html.js';
 import { STATE } from './live.js';
+import { NotifyToggle } from './notifications.js';
 import * as S from './session.js';
 import { RISKS, riskCounts, sortedAlerts, sortedPatients } from './state.js';
 
@@ -163,6 +164,7 @@ function Shell({ session, site, setSite, signOut }) {
           </label>`
         : null}
       <span class="spacer"></span>
+      <${NotifyToggle} />
       <${ConnIndicator} conn=${feed.conn} />
       <span class="who" title=${`${S.ROLE_LABELS[claims.role] || claims.role} · ${claims.sub || ''}`}>
         <strong>${name}</strong> <span class="role">${claims.role}</span>
