@@ -19,6 +19,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"vigil/auth"
+	"vigil/board"
 	"vigil/problem"
 	"vigil/reading"
 	"vigil/store"
@@ -61,29 +62,16 @@ func New(verifier *auth.Verifier, st store.Store, cache *trial.Cache, log *slog.
 func (a *API) Register(r fiber.Router) {
 	// As on the board, authentication is per route: a /v1 group's
 	// middleware would answer 401 for paths that do not exist.
-	r.Put("/v1/trials/:trial", a.staff, a.putProtocol)
-	r.Get("/v1/trials/:trial", a.staff, a.getProtocol)
-	r.Put("/v1/trials/:trial/sites/:site/patients/:patient", a.staff, a.putPatient)
+	staff := board.RequireStaff(a.verifier)
+	r.Put("/v1/trials/:trial", staff, a.putProtocol)
+	r.Get("/v1/trials/:trial", staff, a.getProtocol)
+	r.Put("/v1/trials/:trial/sites/:site/patients/:patient", staff, a.putPatient)
 	// "/record", because GET …/patients/:patient is left free and
 	// …/patients/:patient/readings is the board's history.
-	r.Get("/v1/trials/:trial/sites/:site/patients/:patient/record", a.staff, a.getPatient)
+	r.Get("/v1/trials/:trial/sites/:site/patients/:patient/record", staff, a.getPatient)
 }
 
-const claimsKey = "vigil.admin.claims"
-
-func (a *API) staff(c *fiber.Ctx) error {
-	claims, err := a.verifier.Verify(auth.BearerToken(c.Get(fiber.HeaderAuthorization)))
-	if err != nil {
-		return problem.Send(c, problem.Unauthorized("a valid staff token is required"), 0)
-	}
-	if !claims.IsStaff() {
-		return problem.Send(c, problem.Forbidden("this endpoint is for staff tokens"), 0)
-	}
-	c.Locals(claimsKey, claims)
-	return c.Next()
-}
-
-func claimsOf(c *fiber.Ctx) *auth.Claims { return c.Locals(claimsKey).(*auth.Claims) }
+func claimsOf(c *fiber.Ctx) *auth.Claims { return board.Claims(c) }
 
 // adminOf reports whether the token may change the trial's configuration.
 func adminOf(cl *auth.Claims, trialID string) bool {

@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"vigil/auth"
+	"vigil/board"
 	"vigil/problem"
 	"vigil/reading"
 	"vigil/scoring"
@@ -28,20 +29,18 @@ func NewAPI(svc *Service, v *auth.Verifier) *API { return &API{svc: svc, verifie
 
 // Register mounts the endpoints.
 func (a *API) Register(r fiber.Router) {
-	r.Post("/v1/alerts/:id/ack", a.handle(actionAck))
-	r.Post("/v1/alerts/:id/escalate", a.handle(actionEscalate))
-	r.Post("/v1/alerts/:id/resolve", a.handle(actionResolve))
-	r.Get("/v1/notifications", a.notifications)
+	staff := board.RequireStaff(a.verifier)
+	r.Post("/v1/alerts/:id/ack", staff, a.handle(actionAck))
+	r.Post("/v1/alerts/:id/escalate", staff, a.handle(actionEscalate))
+	r.Post("/v1/alerts/:id/resolve", staff, a.handle(actionResolve))
+	r.Get("/v1/notifications", staff, a.notifications)
 }
 
 // notifications lists a trial's notifications, newest first: what was sent,
 // what is being retried, and what was given up (status=dead), for the
 // trial-wide roles who answer for delivery.
 func (a *API) notifications(c *fiber.Ctx) error {
-	claims, err := a.verifier.Verify(auth.BearerToken(c.Get(fiber.HeaderAuthorization)))
-	if err != nil {
-		return problem.Send(c, problem.Unauthorized("a valid staff token is required"), 0)
-	}
+	claims := board.Claims(c)
 	q := store.NotificationQuery{TrialID: strings.Clone(c.Query("trial")), Status: strings.Clone(c.Query("status")),
 		AlertID: strings.Clone(c.Query("alert_id")), Limit: 100}
 	if q.TrialID == "" {
@@ -90,13 +89,7 @@ func fieldProblem(status int, class, title, field, msg string) problem.Details {
 
 func (a *API) handle(act action) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		claims, err := a.verifier.Verify(auth.BearerToken(c.Get(fiber.HeaderAuthorization)))
-		if err != nil {
-			return problem.Send(c, problem.Unauthorized("a valid staff token is required"), 0)
-		}
-		if !claims.IsStaff() {
-			return problem.Send(c, problem.Forbidden("only staff may act on alerts"), 0)
-		}
+		claims := board.Claims(c)
 		var b body
 		dec := json.NewDecoder(bytes.NewReader(c.Body()))
 		dec.DisallowUnknownFields()

@@ -22,7 +22,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"vigil/store"
 	"vigil/trial"
@@ -224,19 +223,3 @@ type Board struct{}
 // Send implements Sender.
 func (Board) Send(context.Context, store.Notification, Message) error { return nil }
 
-// truncate cuts s to at most n bytes without splitting a character.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	// A cut inside a character leaves bytes that decode as RuneError of size 1.
-	for len(s) > 0 {
-		r, size := utf8.DecodeLastRuneInString(s)
-		if r != utf8.RuneError || size != 1 {
-			break
-		}
-		s = s[:len(s)-1]
-	}
-	return s
-}

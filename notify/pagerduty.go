@@ -109,7 +109,7 @@ func PagerDutyEventFor(key string, msg Message) PagerDutyEvent {
 	summary := fmt.Sprintf("[Vigil] %s alert %s: trial %s site %s, patient %s (%s), tier %d",
 		strings.ToUpper(msg.Severity), msg.AlertID, msg.TrialID, msg.SiteID, msg.PatientID,
 		strings.Join(msg.Reasons, ", "), msg.Tier)
-	summary = truncate(summary, pagerDutySummaryMax)
+	summary = store.TruncateUTF8(summary, pagerDutySummaryMax)
 	ev.Payload = &PagerDutyPayload{
 		Summary:   summary,
 		Source:    "vigil",

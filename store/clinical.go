@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 	"time"
 
 	"vigil/scoring"
@@ -155,4 +156,22 @@ type AuditLog interface {
 	// records checked, or an *AuditBreak naming the first record that was
 	// edited, inserted or follows a deleted one.
 	VerifyAudit(ctx context.Context) (int, error)
+}
+
+// TruncateUTF8 cuts s to at most n bytes without splitting a character: for
+// error texts and summaries stored or sent with a size limit.
+func TruncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	// A cut inside a character leaves bytes that decode as RuneError of size 1.
+	for len(s) > 0 {
+		r, size := utf8.DecodeLastRuneInString(s)
+		if r != utf8.RuneError || size != 1 {
+			break
+		}
+		s = s[:len(s)-1]
+	}
+	return s
 }

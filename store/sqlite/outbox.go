@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"vigil/store"
 )
@@ -137,7 +136,7 @@ func (s *Store) RecordAttempt(ctx context.Context, id int64, status string, next
 	default:
 		return fmt.Errorf("sqlite: record attempt %d: unknown status %q", id, status)
 	}
-	lastErr = truncateUTF8(lastErr, maxLastError)
+	lastErr = store.TruncateUTF8(lastErr, maxLastError)
 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -283,19 +282,3 @@ func scanNotifications(rows *sql.Rows) ([]store.Notification, error) {
 	return ns, nil
 }
 
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	// A cut inside a character leaves bytes that decode as RuneError of size 1.
-	for len(s) > 0 {
-		r, size := utf8.DecodeLastRuneInString(s)
-		if r != utf8.RuneError || size != 1 {
-			break
-		}
-		s = s[:len(s)-1]
-	}
-	return s
-}
