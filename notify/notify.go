@@ -222,4 +222,3 @@ type Board struct{}
 
 // Send implements Sender.
 func (Board) Send(context.Context, store.Notification, Message) error { return nil }
-

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 
 	"vigil/scoring"
 	"vigil/trial"

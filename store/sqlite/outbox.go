@@ -281,4 +281,3 @@ func scanNotifications(rows *sql.Rows) ([]store.Notification, error) {
 	}
 	return ns, nil
 }
-
