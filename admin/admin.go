@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -222,7 +223,30 @@ func (a *API) getProtocol(c *fiber.Ctx) error {
 	if err != nil {
 		return a.unavailable(c, "protocol", err)
 	}
+	if !adminOf(cl, trialID) {
+		p = redactEndpoints(p)
+	}
 	return c.JSON(p)
+}
+
+// redactEndpoints keeps only the scheme and host of notification URLs:
+// webhook URLs often embed a token, and site staff need to know where alerts
+// go, not how to post there.
+func redactEndpoints(p trial.Protocol) trial.Protocol {
+	tiers := make([]trial.Tier, len(p.Escalation.Tiers))
+	for i, t := range p.Escalation.Tiers {
+		chs := make([]trial.Channel, len(t.Channels))
+		for j, ch := range t.Channels {
+			if u, err := url.Parse(ch.URL); err == nil && ch.URL != "" {
+				ch.URL = u.Scheme + "://" + u.Host + "/…"
+			}
+			chs[j] = ch
+		}
+		t.Channels = chs
+		tiers[i] = t
+	}
+	p.Escalation.Tiers = tiers
+	return p
 }
 
 func (a *API) putPatient(c *fiber.Ctx) error {

@@ -168,7 +168,10 @@ func TestEscalationNotifiesAndStopsOnAck(t *testing.T) {
 	smtp := newSMTPReceiver(t)
 	hook := newWebhookReceiver(t, hookSecret, 2) // the first two attempts fail
 	n := clinicalNode(t, tempDB(t), smtp)
-	putProtocol(t, n, protocol(hook.srv.URL, "8h"))
+	// The last tier is paged again every 3 s until someone acknowledges.
+	p := protocol(hook.srv.URL, "8h")
+	p["escalation"].(map[string]any)["repeat"] = "3s"
+	putProtocol(t, n, p)
 	pi := mint(t, auth.Claims{Role: auth.RolePI, Name: "Dr Ada Okafor", Trials: []string{"T008"}, Sites: []string{"T008/S01"}}, "u-pi")
 
 	if rep := do(t, "POST", n.base+"/v1/readings", patientToken(t, "P1001", "T008", "S01"),
@@ -235,6 +238,8 @@ func TestEscalationNotifiesAndStopsOnAck(t *testing.T) {
 		{"other site's PI", "/ack", staffToken(t, auth.RolePI, []string{"T008"}, "T008/S02"), map[string]any{"reason": "r"}, 404},
 		{"patient token", "/ack", patientToken(t, "P1001", "T008", "S01"), map[string]any{"reason": "r"}, 403},
 		{"no token", "/ack", "", map[string]any{"reason": "r"}, 401},
+		{"a CRA cannot judge seriousness", "/resolve", mint(t, auth.Claims{Role: auth.RoleCRA, Name: "Sam", Trials: []string{"T008"},
+			Sites: []string{"T008/S01"}}, "u-cra"), map[string]any{"reason": "r", "outcome": "sae"}, 403},
 		{"resolve", "/resolve", pi, map[string]any{"reason": "reviewed", "outcome": "ae"}, 200},
 		{"resolve twice", "/resolve", pi, map[string]any{"reason": "again", "outcome": "ae"}, 409},
 		{"escalate resolved", "/escalate", pi, map[string]any{"reason": "r"}, 409},
@@ -245,13 +250,14 @@ func TestEscalationNotifiesAndStopsOnAck(t *testing.T) {
 			t.Fatalf("%s: %d %s, want %d", tc.name, rep.Status, rep.Body, tc.status)
 		}
 	}
-	// Nothing more is sent once acknowledged and resolved.
+	// Nothing more is sent once acknowledged and resolved, though the
+	// policy would have paged the last tier again 3 s after it was told.
 	select {
 	case m := <-smtp.messages:
 		t.Fatalf("email after acknowledgement: %+v", m)
 	case id := <-hook.deliveries:
 		t.Fatalf("webhook after acknowledgement: %s", id)
-	case <-time.After(3 * time.Second):
+	case <-time.After(5 * time.Second):
 	}
 
 	// The audit trail tells the whole story, with who and why.
@@ -324,8 +330,21 @@ func TestMissedReadings(t *testing.T) {
 			t.Fatalf("%s: %v", p, a)
 		}
 	}
+	// Resolving the silence (the patient is in hospital, say) is not undone
+	// by the next check: a new alert needs a whole new window of silence.
+	resolver := mint(t, auth.Claims{Role: auth.RoleSafety, Name: "Dr Priya Raman", Trials: []string{"T008"}}, "u-safety")
+	a := openAlert(t, n, safety, "P1005", time.Second)
+	if rep := do(t, "POST", n.base+"/v1/alerts/"+a["alert_id"].(string)+"/resolve", resolver,
+		map[string]any{"reason": "admitted to hospital", "outcome": "sae"}); rep.Status != 200 {
+		t.Fatalf("resolve: %d %s", rep.Status, rep.Body)
+	}
+	time.Sleep(1500 * time.Millisecond) // more than one scheduler tick, less than a window
+	rep := do(t, "GET", n.base+"/v1/alerts?trial=T008&site=S01&status=open", safety, nil)
+	if strings.Contains(string(rep.Body), `"P1005"`) {
+		t.Fatalf("a resolved silence re-opened at the next check: %s", rep.Body)
+	}
 	// The withdrawn patient is not expected to report.
-	rep := do(t, "GET", n.base+"/v1/alerts?trial=T008&site=S01", safety, nil)
+	rep = do(t, "GET", n.base+"/v1/alerts?trial=T008&site=S01", safety, nil)
 	if strings.Contains(string(rep.Body), `"P1006"`) {
 		t.Fatalf("withdrawn patient alerted: %s", rep.Body)
 	}

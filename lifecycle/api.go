@@ -73,6 +73,9 @@ const (
 	actionResolve
 )
 
+// resolvers may resolve alerts.
+var resolvers = map[string]bool{auth.RolePI: true, auth.RoleSafety: true, auth.RoleAdmin: true}
+
 // body is what a person sends with an action.
 type body struct {
 	Reason  string `json:"reason"`
@@ -121,10 +124,19 @@ func (a *API) handle(act action) fiber.Handler {
 		}
 		if act != actionEscalate && p.RequireAuthWithin > 0 {
 			window := time.Duration(p.RequireAuthWithin)
-			if claims.AuthTime == nil || now.Sub(claims.AuthTime.Time) > window {
+			if claims.AuthTime == nil || now.Sub(claims.AuthTime.Time) > window || claims.AuthTime.After(now.Add(time.Minute)) {
 				return problem.Send(c, problem.New(fiber.StatusUnauthorized, "reauthentication-required", "Re-authentication required",
 					"this trial requires signing in again (auth_time within "+window.String()+") to sign this action"), 0)
 			}
+		}
+		if act != actionEscalate && strings.TrimSpace(claims.Name) == "" {
+			// 21 CFR 11.50: a signed record shows the signer's printed name.
+			return problem.Send(c, problem.Forbidden("signing needs a token with the signer's name (the name claim)"), 0)
+		}
+		if act == actionResolve && !resolvers[claims.Role] {
+			// Seriousness is the investigator's (or the sponsor's safety
+			// physician's) judgement, not a monitor's.
+			return problem.Send(c, problem.Forbidden("resolving records a judgement of seriousness: investigators (pi), safety physicians and admins only"), 0)
 		}
 		sig := scoring.Signature{Sub: claims.Subject, Name: claims.Name, Role: claims.Role, At: now, Reason: b.Reason}
 		var verb string
@@ -147,11 +159,15 @@ func (a *API) handle(act action) fiber.Handler {
 			case actionAck:
 				next, err = Acknowledge(cur, sig)
 			case actionEscalate:
-				next, err = Escalate(cur, sig)
+				next, err = Escalate(cur, sig, len(p.Escalation.Tiers))
 			default:
 				next, err = Resolve(cur, sig, b.Outcome)
 			}
-			return store.AlertChange{Alert: next}, err
+			if err != nil || act == actionEscalate {
+				return store.AlertChange{Alert: next}, err
+			}
+			ns, err := followUps(next, p.Escalation)
+			return store.AlertChange{Alert: next, Notify: ns}, err
 		}, change)
 		switch {
 		case errors.Is(err, ErrTransition):

@@ -36,12 +36,17 @@ func Acknowledge(cur scoring.Alert, sig scoring.Signature) (scoring.Alert, error
 }
 
 // Escalate is a person asking for the next tier now: the scheduler notifies
-// it at its next tick.
-func Escalate(cur scoring.Alert, sig scoring.Signature) (scoring.Alert, error) {
+// it at its next tick. Past the policy's last tier (tiers is their number),
+// the last tier is notified again: a person asking for help is never
+// answered with silence.
+func Escalate(cur scoring.Alert, sig scoring.Signature, tiers int) (scoring.Alert, error) {
 	if cur.Status == scoring.StatusResolved {
 		return scoring.Alert{}, fmt.Errorf("%w: a resolved alert cannot be escalated", ErrTransition)
 	}
 	next := cur
+	if tiers > 0 && next.Tier >= tiers-1 {
+		next.Tier = tiers - 2
+	}
 	next.Status = scoring.StatusEscalated
 	due := sig.At
 	next.NextEscalationAt = &due
@@ -125,6 +130,27 @@ func notifications(a scoring.Alert, tier int, p trial.Escalation) ([]store.Notif
 	for _, ch := range p.Tiers[tier].Channels {
 		out = append(out, store.Notification{AlertID: a.AlertID, TrialID: a.TrialID, Tier: tier,
 			Channel: ch, Payload: payload, Status: store.NotifyPending})
+	}
+	return out, nil
+}
+
+// followUps tells the pagers already paged for an alert that a person took
+// or closed it: PagerDuty gets an acknowledge or resolve event on the same
+// dedup key, so its own escalations stop. Other channels are not told: an
+// email or webhook "all clear" is noise the board already shows.
+func followUps(a scoring.Alert, p trial.Escalation) ([]store.Notification, error) {
+	payload, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Notification
+	for tier := 0; tier <= a.Tier && tier < len(p.Tiers); tier++ {
+		for _, ch := range p.Tiers[tier].Channels {
+			if ch.Kind == trial.ChannelPagerDuty {
+				out = append(out, store.Notification{AlertID: a.AlertID, TrialID: a.TrialID, Tier: tier,
+					Channel: ch, Payload: payload, Status: store.NotifyPending})
+			}
+		}
 	}
 	return out, nil
 }

@@ -100,7 +100,7 @@ func (s *Service) escalateDue(ctx context.Context) {
 		}
 		notified := false
 		for _, a := range due {
-			if err := s.escalateOne(ctx, a.AlertID, now); err != nil {
+			if err := s.escalateOne(ctx, a, now); err != nil {
 				if !errors.Is(err, errNotDue) {
 					s.cfg.Logger.Error("escalate", "alert_id", a.AlertID, "err", err)
 				}
@@ -111,18 +111,23 @@ func (s *Service) escalateDue(ctx context.Context) {
 		if notified && s.cfg.Kicker != nil {
 			s.cfg.Kicker.Kick()
 		}
-		if len(due) < 100 {
+		// A full page that made progress may have more behind it; one that
+		// made none (every step failing) waits for the next tick rather
+		// than spinning on the same alerts.
+		if len(due) < 100 || !notified {
 			return
 		}
 	}
 }
 
-func (s *Service) escalateOne(ctx context.Context, alertID string, now time.Time) error {
-	a, err := s.cfg.Store.UpdateAlert(ctx, alertID, func(cur scoring.Alert) (store.AlertChange, error) {
-		p, _, err := s.cfg.Protocols.Protocol(ctx, cur.TrialID)
-		if err != nil {
-			return store.AlertChange{}, fmt.Errorf("protocol: %w", err)
-		}
+func (s *Service) escalateOne(ctx context.Context, due scoring.Alert, now time.Time) error {
+	// The protocol is looked up before the write transaction: a cache miss
+	// must not hold the one write connection.
+	p, _, err := s.cfg.Protocols.Protocol(ctx, due.TrialID)
+	if err != nil {
+		return fmt.Errorf("protocol: %w", err)
+	}
+	a, err := s.cfg.Store.UpdateAlert(ctx, due.AlertID, func(cur scoring.Alert) (store.AlertChange, error) {
 		next, tier, action, ok := Step(cur, p.Escalation, now)
 		if !ok {
 			return store.AlertChange{}, errNotDue
@@ -189,13 +194,21 @@ func (s *Service) checkMissed(ctx context.Context) {
 				slices.Contains(cur.Reasons, scoring.ReasonMissedReadings) {
 				continue
 			}
+			// A person who resolved this patient's missed-readings alert
+			// within the last window has dealt with this silence (the
+			// patient is in hospital, say): a new alert waits for a whole
+			// new window of silence.
+			if done, err := s.cfg.Store.ResolvedSince(ctx, sp.TrialID, sp.SiteID, sp.PatientID,
+				scoring.ReasonMissedReadings, cutoff); err != nil || done {
+				continue
+			}
 			since := sp.LastMeasuredAt
 			if since.IsZero() {
 				since = sp.Since
 			}
 			cand := scoring.MissedReadings(sp.TrialID, sp.SiteID, sp.PatientID, since, now)
 			if err := s.cfg.Publisher.ApplyAlert(ctx, cand, false); err != nil {
-				s.cfg.Logger.Error("missed readings: alert", "trial_id", sp.TrialID, "patient_id", sp.PatientID, "err", err)
+				s.cfg.Logger.Error("missed readings: alert", "trial_id", sp.TrialID, "site_id", sp.SiteID, "err", err)
 			}
 		}
 	}

@@ -283,7 +283,8 @@ func AlertCandidate(s Score) (Alert, bool) {
 // or changes the patient's current risk; the alert then points at the
 // candidate's reading and time. A rise in severity re-opens an acknowledged
 // alert and restarts its escalation, because the acknowledgement was for a
-// lesser state and a worse reading must reach a person again. Severity never
+// lesser state and a worse reading must reach a person again; on an alert
+// nobody has acknowledged, a rise notifies the current tier again at once. Severity never
 // falls: a better reading only lowers CurrentRisk, and only a person resolves
 // an alert. A new alert is due for escalation at once (tier -1: nobody
 // notified yet), so the scheduler notifies its first tier.
@@ -316,12 +317,16 @@ func Merge(current *Alert, candidate Alert) (Alert, bool) {
 	}
 	if rose {
 		next.Severity = candidate.Severity
+		due := candidate.UpdatedAt
+		next.NextEscalationAt = &due
 		if current.Status == StatusAcknowledged {
 			next.Status = StatusOpen
 			next.Acknowledged = nil
 			next.Tier = -1
-			due := candidate.UpdatedAt
-			next.NextEscalationAt = &due
+		} else {
+			// No grouping delay on a worse state: the tier already told is
+			// told again now, and escalation goes on from there.
+			next.Tier = max(-1, current.Tier-1)
 		}
 	}
 	reasons := make([]string, 0, len(current.Reasons)+len(candidate.Reasons))

@@ -507,8 +507,11 @@ func TestMerge(t *testing.T) {
 	}{
 		{"no current alert: due for escalation at once", nil, candidate(RiskMedium, ReasonSingleParameterRed),
 			*with(candidate(RiskMedium, ReasonSingleParameterRed), func(a *Alert) { a.Tier, a.NextEscalationAt = -1, &t1 }), true},
-		{"severity rises", &current, candidate(RiskCritical, ReasonNEWS2High),
-			*with(current, func(a *Alert) { a.Severity, a.ReadingID, a.UpdatedAt = RiskCritical, "r2", t1 }), true},
+		{"severity rises: the current tier is told again now", &current, candidate(RiskCritical, ReasonNEWS2High),
+			*with(current, func(a *Alert) {
+				a.Severity, a.ReadingID, a.UpdatedAt = RiskCritical, "r2", t1
+				a.Tier, a.NextEscalationAt = -1, &t1
+			}), true},
 		{"severity does not fall", &current, candidate(RiskMedium, ReasonNEWS2High), current, false},
 		{"same severity, same reasons", &current, candidate(RiskHigh, ReasonNEWS2High), current, false},
 		{"same severity, fewer reasons", with(current, func(a *Alert) {
@@ -543,10 +546,12 @@ func TestMerge(t *testing.T) {
 		{"escalated, severity rises: stays escalated", with(current, func(a *Alert) { a.Status = StatusEscalated }),
 			candidate(RiskCritical, ReasonNEWS2High), *with(current, func(a *Alert) {
 				a.Status, a.Severity, a.ReadingID, a.UpdatedAt = StatusEscalated, RiskCritical, "r2", t1
+				a.Tier, a.NextEscalationAt = -1, &t1
 			}), true},
 		{"medium to high", with(current, func(a *Alert) { a.Severity = RiskMedium }),
 			candidate(RiskHigh, ReasonNEWS2High), *with(current, func(a *Alert) {
 				a.Severity, a.ReadingID, a.UpdatedAt = RiskHigh, "r2", t1
+				a.Tier, a.NextEscalationAt = -1, &t1
 			}), true},
 		{"critical stays critical", with(current, func(a *Alert) { a.Severity = RiskCritical }),
 			candidate(RiskHigh, ReasonNEWS2High), *with(current, func(a *Alert) { a.Severity = RiskCritical }), false},

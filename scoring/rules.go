@@ -145,11 +145,24 @@ func Candidate(s Score, r reading.Reading, p trial.Protocol) (Alert, bool) {
 			add(Finding{Reason: ReasonSingleParameterRed, Parameter: param}, RiskMedium)
 		}
 	}
+	// A ladder of limits on one vital (grade 1, 2, 3) fires several at once:
+	// only the highest grade crossed is the finding.
+	worst := map[string]trial.VitalLimit{}
+	var order []string
 	for _, l := range p.Thresholds.Vitals {
 		if v := vitalValue(r.Vitals, l.Vital); v != nil && crosses(*v, l) {
-			val := *v
-			add(Finding{Reason: ReasonVitalLimit, Parameter: l.Vital, Value: &val, Grade: l.Grade}, vitalSeverity(l.Grade))
+			if w, seen := worst[l.Vital]; !seen {
+				order = append(order, l.Vital)
+				worst[l.Vital] = l
+			} else if l.Grade > w.Grade {
+				worst[l.Vital] = l
+			}
 		}
+	}
+	for _, name := range order {
+		l := worst[name]
+		val := *vitalValue(r.Vitals, name)
+		add(Finding{Reason: ReasonVitalLimit, Parameter: name, Value: &val, Grade: l.Grade}, vitalSeverity(l.Grade))
 	}
 	minGrade := p.Thresholds.SymptomGrade
 	if minGrade <= 0 {

@@ -156,3 +156,29 @@ func TestMergeRiskUpdatesAndMissedReadings(t *testing.T) {
 		t.Fatalf("missed readings alert: %+v", fresh)
 	}
 }
+
+func TestVitalLadderKeepsTheHighestGrade(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	p := trial.Protocol{Thresholds: trial.Thresholds{Vitals: []trial.VitalLimit{
+		{Vital: "systolic_bp", Op: ">=", Value: 120, Grade: 1},
+		{Vital: "systolic_bp", Op: ">=", Value: 160, Grade: 3},
+		{Vital: "systolic_bp", Op: ">=", Value: 140, Grade: 2},
+	}}}
+	r := reading.Reading{PatientID: "P1", Vitals: reading.Vitals{SystolicBP: f(165)}}
+	a, ok := Candidate(EvaluateIn(r, Context{Protocol: p}, time.Now()), r, p)
+	if !ok || len(a.Findings) != 1 || a.Findings[0].Grade != 3 || a.Severity != RiskHigh {
+		t.Fatalf("findings %+v severity %s", a.Findings, a.Severity)
+	}
+}
+
+func TestSeverityRiseRenotifiesTheCurrentTier(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	later := t0.Add(time.Hour)
+	cur := Alert{AlertID: "A1", Severity: RiskMedium, Status: StatusEscalated, Reasons: []string{ReasonNEWS2High},
+		Tier: 2, UpdatedAt: t0}
+	next, changed := Merge(&cur, Alert{Severity: RiskCritical, Reasons: []string{ReasonNEWS2High}, UpdatedAt: later})
+	if !changed || next.Tier != 1 || next.NextEscalationAt == nil || !next.NextEscalationAt.Equal(later) ||
+		next.Status != StatusEscalated {
+		t.Fatalf("after a rise: tier %d due %v status %s", next.Tier, next.NextEscalationAt, next.Status)
+	}
+}

@@ -80,6 +80,9 @@ type LifecycleStore interface {
 	// UnresolvedAlert returns the patient's unresolved alert, or ErrNotFound.
 	// It reads without taking the write lock: a cheap check before an update.
 	UnresolvedAlert(ctx context.Context, trialID, siteID, patientID string) (scoring.Alert, error)
+	// ResolvedSince reports whether a person resolved an alert of the
+	// patient carrying reason at or after since.
+	ResolvedSince(ctx context.Context, trialID, siteID, patientID, reason string, since time.Time) (bool, error)
 	// DueEscalations returns unresolved alerts whose NextEscalationAt is at
 	// or before now, oldest due first.
 	DueEscalations(ctx context.Context, now time.Time, limit int) ([]scoring.Alert, error)
@@ -90,6 +93,10 @@ const (
 	NotifyPending = "pending"
 	NotifySent    = "sent"
 	NotifyDead    = "dead"
+	// NotifyCancelled: superseded before delivery, because a person
+	// acknowledged or resolved the alert (a late page would be noise that
+	// teaches people to ignore pages).
+	NotifyCancelled = "cancelled"
 )
 
 // Notification is one message to one channel, kept in a durable outbox until

@@ -167,7 +167,7 @@ func (c *Cache) Protocol(ctx context.Context, trialID string) (Protocol, bool, e
 func (c *Cache) Patient(ctx context.Context, trialID, siteID, patientID string) (PatientRecord, bool, error) {
 	e, err := c.patients.Get(ctx, patientKey{trialID, siteID, patientID}, c.loadPatient)
 	if err != nil {
-		return PatientRecord{}, false, fmt.Errorf("trial: record of %s/%s/%s: %w", trialID, siteID, patientID, err)
+		return PatientRecord{}, false, fmt.Errorf("trial: registry record (trial %s, site %s): %w", trialID, siteID, err)
 	}
 	return e.r, e.found, nil
 }

@@ -49,7 +49,7 @@ func (s *Store) ApplyAlert(ctx context.Context, candidate scoring.Alert, merge s
 		return err
 	})
 	if err != nil {
-		return scoring.Alert{}, false, fmt.Errorf("sqlite: apply alert for patient %s: %w", candidate.PatientID, err)
+		return scoring.Alert{}, false, fmt.Errorf("sqlite: apply alert (trial %s, site %s): %w", candidate.TrialID, candidate.SiteID, err)
 	}
 	return out, changed, nil
 }

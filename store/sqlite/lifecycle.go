@@ -65,6 +65,14 @@ func (s *Store) saveAlert(ctx context.Context, tx *sql.Tx, next scoring.Alert, o
 	if err := s.appendAudit(ctx, tx, rec); err != nil {
 		return err
 	}
+	if next.Status == scoring.StatusAcknowledged || next.Status == scoring.StatusResolved {
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE notifications SET status = 'cancelled', last_error = ?
+			WHERE alert_id = ? AND status = 'pending'`,
+			"superseded: alert "+next.Status, next.AlertID); err != nil {
+			return fmt.Errorf("cancel pending notifications: %w", err)
+		}
+	}
 	if len(notify) > 0 {
 		if err := s.enqueueTx(ctx, tx, notify, at); err != nil {
 			return err
@@ -175,4 +183,25 @@ func (s *Store) UnresolvedAlert(ctx context.Context, trialID, siteID, patientID 
 		return scoring.Alert{}, fmt.Errorf("sqlite: unresolved alert: decode: %w", err)
 	}
 	return a, nil
+}
+
+// ResolvedSince implements store.LifecycleStore.
+func (s *Store) ResolvedSince(ctx context.Context, trialID, siteID, patientID, reason string, since time.Time) (bool, error) {
+	reasonJSON, err := json.Marshal(reason)
+	if err != nil {
+		return false, err
+	}
+	var one int
+	err = s.rdb.QueryRowContext(ctx, `
+		SELECT 1 FROM alerts
+		WHERE trial_id = ? AND site_id = ? AND patient_id = ? AND status = 'resolved'
+			AND updated_at >= ? AND instr(reasons, ?) > 0
+		LIMIT 1`, trialID, siteID, patientID, formatTime(since), string(reasonJSON)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sqlite: resolved since: %w", err)
+	}
+	return true, nil
 }

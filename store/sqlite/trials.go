@@ -171,10 +171,10 @@ func patientEntityID(trialID, siteID, patientID string) string {
 func (s *Store) PutPatient(ctx context.Context, r trial.PatientRecord, c store.Change) (trial.PatientRecord, error) {
 	id := patientEntityID(r.TrialID, r.SiteID, r.PatientID)
 	if err := r.Validate(); err != nil {
-		return trial.PatientRecord{}, fmt.Errorf("sqlite: put patient %s: %w", id, err)
+		return trial.PatientRecord{}, fmt.Errorf("sqlite: put patient of %s: %w", r.TrialID+"/"+r.SiteID, err)
 	}
 	if c.Actor.Sub == "" {
-		return trial.PatientRecord{}, fmt.Errorf("sqlite: put patient %s: %w", id, errNoActor)
+		return trial.PatientRecord{}, fmt.Errorf("sqlite: put patient of %s: %w", r.TrialID+"/"+r.SiteID, errNoActor)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -245,14 +245,13 @@ func (s *Store) PutPatient(ctx context.Context, r trial.PatientRecord, c store.C
 		return s.appendAudit(ctx, tx, rec)
 	})
 	if err != nil {
-		return trial.PatientRecord{}, fmt.Errorf("sqlite: put patient %s: %w", id, err)
+		return trial.PatientRecord{}, fmt.Errorf("sqlite: put patient of %s: %w", r.TrialID+"/"+r.SiteID, err)
 	}
 	return r, nil
 }
 
 // Patient returns one registry record, or store.ErrNotFound.
 func (s *Store) Patient(ctx context.Context, trialID, siteID, patientID string) (trial.PatientRecord, error) {
-	id := patientEntityID(trialID, siteID, patientID)
 	var (
 		doc, created, updated string
 		version               int
@@ -262,21 +261,21 @@ func (s *Store) Patient(ctx context.Context, trialID, siteID, patientID string) 
 		WHERE trial_id = ? AND site_id = ? AND patient_id = ?`, trialID, siteID, patientID).
 		Scan(&doc, &version, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
-		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient %s: %w", id, store.ErrNotFound)
+		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient of %s: %w", trialID+"/"+siteID, store.ErrNotFound)
 	}
 	if err != nil {
-		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient %s: %w", id, err)
+		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient of %s: %w", trialID+"/"+siteID, err)
 	}
 	var r trial.PatientRecord
 	if err := json.Unmarshal([]byte(doc), &r); err != nil {
-		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient %s: decode: %w", id, err)
+		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient of %s: decode: %w", trialID+"/"+siteID, err)
 	}
 	r.Version = version
 	if r.CreatedAt, err = parseTime(created); err != nil {
-		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient %s: %w", id, err)
+		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient of %s: %w", trialID+"/"+siteID, err)
 	}
 	if r.UpdatedAt, err = parseTime(updated); err != nil {
-		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient %s: %w", id, err)
+		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient of %s: %w", trialID+"/"+siteID, err)
 	}
 	return r, nil
 }

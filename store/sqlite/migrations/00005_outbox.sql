@@ -15,7 +15,7 @@ CREATE TABLE notifications (
     channel         TEXT    NOT NULL CHECK (json_valid(channel)),
     payload         TEXT    NOT NULL CHECK (json_valid(payload)),
     status          TEXT    NOT NULL DEFAULT 'pending'
-        CHECK (status IN ('pending', 'sent', 'dead')),
+        CHECK (status IN ('pending', 'sent', 'dead', 'cancelled')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT    NOT NULL,
     last_error      TEXT    NOT NULL DEFAULT '',
