@@ -157,7 +157,7 @@ func (a *API) handle(act action) fiber.Handler {
 			var err error
 			switch act {
 			case actionAck:
-				next, err = Acknowledge(cur, sig)
+				next, err = Acknowledge(cur, sig, time.Duration(p.Escalation.AckTimeout))
 			case actionEscalate:
 				next, err = Escalate(cur, sig, len(p.Escalation.Tiers))
 			default:

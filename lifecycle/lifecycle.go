@@ -20,8 +20,9 @@ import (
 // ErrTransition is a change the alert's status does not allow.
 var ErrTransition = errors.New("lifecycle: transition not allowed")
 
-// Acknowledge records that a person has taken the alert: escalation stops.
-func Acknowledge(cur scoring.Alert, sig scoring.Signature) (scoring.Alert, error) {
+// Acknowledge records that a person has taken the alert: escalation stops
+// until the policy's ack timeout, if any, re-opens it.
+func Acknowledge(cur scoring.Alert, sig scoring.Signature, ackTimeout time.Duration) (scoring.Alert, error) {
 	switch cur.Status {
 	case scoring.StatusOpen, scoring.StatusEscalated:
 	default:
@@ -31,6 +32,10 @@ func Acknowledge(cur scoring.Alert, sig scoring.Signature) (scoring.Alert, error
 	next.Status = scoring.StatusAcknowledged
 	next.Acknowledged = &sig
 	next.NextEscalationAt = nil
+	if ackTimeout > 0 {
+		due := sig.At.Add(ackTimeout)
+		next.NextEscalationAt = &due
+	}
 	next.UpdatedAt = sig.At
 	return next, nil
 }
@@ -79,12 +84,21 @@ func Resolve(cur scoring.Alert, sig scoring.Signature, outcome string) (scoring.
 // notified, and the next step is scheduled. It reports false when the alert
 // is not due (acknowledged, resolved, or rescheduled meanwhile).
 func Step(cur scoring.Alert, p trial.Escalation, now time.Time) (next scoring.Alert, tier int, action string, ok bool) {
-	if cur.NextEscalationAt == nil || cur.NextEscalationAt.After(now) ||
-		cur.Status == scoring.StatusResolved || cur.Status == scoring.StatusAcknowledged {
+	if cur.NextEscalationAt == nil || cur.NextEscalationAt.After(now) || cur.Status == scoring.StatusResolved {
 		return cur, 0, "", false
 	}
 	next = cur
 	next.UpdatedAt = now
+	reopened := false
+	if cur.Status == scoring.StatusAcknowledged {
+		// The ack timeout passed with the alert unresolved: it is open
+		// again and the first tier is told again.
+		next.Status = scoring.StatusOpen
+		next.Acknowledged = nil
+		next.Tier = -1
+		cur = next
+		reopened = true
+	}
 	if len(p.Tiers) == 0 {
 		next.NextEscalationAt = nil
 		return next, 0, "", true
@@ -112,6 +126,9 @@ func Step(cur scoring.Alert, p trial.Escalation, now time.Time) (next scoring.Al
 	next.Tier = tier
 	if tier >= 1 && next.Status == scoring.StatusOpen {
 		next.Status = scoring.StatusEscalated
+	}
+	if reopened {
+		action = "reopened"
 	}
 	return next, tier, action, true
 }

@@ -27,10 +27,10 @@ func TestTransitions(t *testing.T) {
 		allowed bool
 		want    string
 	}{
-		{"ack open", scoring.StatusOpen, func(a scoring.Alert) (scoring.Alert, error) { return Acknowledge(a, sig) }, true, scoring.StatusAcknowledged},
-		{"ack escalated", scoring.StatusEscalated, func(a scoring.Alert) (scoring.Alert, error) { return Acknowledge(a, sig) }, true, scoring.StatusAcknowledged},
-		{"ack acknowledged", scoring.StatusAcknowledged, func(a scoring.Alert) (scoring.Alert, error) { return Acknowledge(a, sig) }, false, ""},
-		{"ack resolved", scoring.StatusResolved, func(a scoring.Alert) (scoring.Alert, error) { return Acknowledge(a, sig) }, false, ""},
+		{"ack open", scoring.StatusOpen, func(a scoring.Alert) (scoring.Alert, error) { return Acknowledge(a, sig, 0) }, true, scoring.StatusAcknowledged},
+		{"ack escalated", scoring.StatusEscalated, func(a scoring.Alert) (scoring.Alert, error) { return Acknowledge(a, sig, 0) }, true, scoring.StatusAcknowledged},
+		{"ack acknowledged", scoring.StatusAcknowledged, func(a scoring.Alert) (scoring.Alert, error) { return Acknowledge(a, sig, 0) }, false, ""},
+		{"ack resolved", scoring.StatusResolved, func(a scoring.Alert) (scoring.Alert, error) { return Acknowledge(a, sig, 0) }, false, ""},
 		{"escalate open", scoring.StatusOpen, func(a scoring.Alert) (scoring.Alert, error) { return Escalate(a, sig, 0) }, true, scoring.StatusEscalated},
 		{"escalate acknowledged", scoring.StatusAcknowledged, func(a scoring.Alert) (scoring.Alert, error) { return Escalate(a, sig, 0) }, true, scoring.StatusEscalated},
 		{"escalate resolved", scoring.StatusResolved, func(a scoring.Alert) (scoring.Alert, error) { return Escalate(a, sig, 0) }, false, ""},
@@ -98,7 +98,8 @@ func TestStep(t *testing.T) {
 		{"due: tier 1", alert(scoring.StatusOpen, 0, at(15*time.Minute)), policy, t0.Add(15 * time.Minute), true, 1, "escalated", scoring.StatusEscalated, 10 * time.Minute},
 		{"past the last tier: repeat it", alert(scoring.StatusEscalated, 1, at(25*time.Minute)), policy, t0.Add(25 * time.Minute), true, 1, "renotified", scoring.StatusEscalated, 5 * time.Minute},
 		{"past the last tier, no repeat: stop", alert(scoring.StatusEscalated, 1, at(25*time.Minute)), noRepeat, t0.Add(25 * time.Minute), true, 0, "", scoring.StatusEscalated, 0},
-		{"acknowledged: never", alert(scoring.StatusAcknowledged, 0, at(0)), policy, t0.Add(time.Hour), false, 0, "", "", 0},
+		{"acknowledged, nothing scheduled: never", alert(scoring.StatusAcknowledged, 0, nil), policy, t0.Add(time.Hour), false, 0, "", "", 0},
+		{"acknowledged, ack timeout passed: re-opened, tier 0 again", alert(scoring.StatusAcknowledged, 1, at(time.Hour)), policy, t0.Add(time.Hour), true, 0, "reopened", scoring.StatusOpen, 15 * time.Minute},
 		{"resolved: never", alert(scoring.StatusResolved, 0, at(0)), policy, t0.Add(time.Hour), false, 0, "", "", 0},
 		{"nothing scheduled", alert(scoring.StatusOpen, 0, nil), policy, t0.Add(time.Hour), false, 0, "", "", 0},
 		{"manual escalation from acknowledged goes on from its tier", alert(scoring.StatusEscalated, 0, at(time.Minute)), policy, t0.Add(time.Minute), true, 1, "escalated", scoring.StatusEscalated, 10 * time.Minute},
@@ -128,5 +129,17 @@ func TestStep(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestAcknowledgeSchedulesTheAckTimeout(t *testing.T) {
+	sig := scoring.Signature{Sub: "u1", Name: "Dr A", At: t0}
+	a, err := Acknowledge(alert(scoring.StatusOpen, 0, at(time.Minute)), sig, 2*time.Hour)
+	if err != nil || a.NextEscalationAt == nil || !a.NextEscalationAt.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("ack with a timeout: %+v %v", a.NextEscalationAt, err)
+	}
+	a, _ = Acknowledge(alert(scoring.StatusOpen, 0, at(time.Minute)), sig, 0)
+	if a.NextEscalationAt != nil {
+		t.Fatalf("ack without a timeout keeps a timer: %v", a.NextEscalationAt)
 	}
 }

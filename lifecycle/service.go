@@ -141,6 +141,7 @@ func (s *Service) escalateOne(ctx context.Context, due scoring.Alert, now time.T
 			"notified":   "tier " + name + " notified",
 			"escalated":  "not acknowledged in time; tier " + name + " notified",
 			"renotified": "still not acknowledged; tier " + name + " notified again",
+			"reopened":   "acknowledged but not resolved within the ack timeout; re-opened, tier " + name + " notified",
 		}[action]
 		ns, err := notifications(next, tier, p.Escalation)
 		if err != nil {

@@ -71,6 +71,10 @@ type Escalation struct {
 	// Repeat, when set, notifies the last tier again every Repeat until the
 	// alert is acknowledged.
 	Repeat Duration `json:"repeat,omitempty" yaml:"repeat,omitempty"`
+	// AckTimeout, when set, re-opens an acknowledged alert that is still
+	// unresolved after it, and escalation starts again from the first tier:
+	// an acknowledgement is a promise to act, not a way to silence an alert.
+	AckTimeout Duration `json:"ack_timeout,omitempty" yaml:"ack_timeout,omitempty"`
 }
 
 // Tier is one escalation level.

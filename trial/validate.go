@@ -212,6 +212,9 @@ func (e Escalation) validate(v *validator) {
 	if e.Repeat < 0 {
 		v.add("escalation.repeat", "must not be negative")
 	}
+	if e.AckTimeout < 0 {
+		v.add("escalation.ack_timeout", "must not be negative")
+	}
 }
 
 func (c Channel) validate(v *validator, p string) {
