@@ -112,6 +112,9 @@ func (s *Store) applyAlert(ctx context.Context, tx *sql.Tx, cand scoring.Alert, 
 	if next.UpdatedAt.IsZero() {
 		next.UpdatedAt = now
 	}
+	if current != nil {
+		next.UpdatedAt = monotonic(next.UpdatedAt, current.UpdatedAt)
+	}
 	if next.Reasons == nil {
 		next.Reasons = []string{}
 	}

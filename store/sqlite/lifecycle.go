@@ -113,6 +113,7 @@ func (s *Store) UpdateAlert(ctx context.Context, alertID string, fn func(cur sco
 		next.Kind, next.AlertID = "alert", cur.AlertID
 		next.PatientID, next.TrialID, next.SiteID = cur.PatientID, cur.TrialID, cur.SiteID
 		next.OpenedAt = cur.OpenedAt
+		next.UpdatedAt = monotonic(next.UpdatedAt, cur.UpdatedAt)
 		if change.Action != "" {
 			c.Action = change.Action
 		}
@@ -204,4 +205,15 @@ func (s *Store) ResolvedSince(ctx context.Context, trialID, siteID, patientID, r
 		return false, fmt.Errorf("sqlite: resolved since: %w", err)
 	}
 	return true, nil
+}
+
+// monotonic keeps an alert's updated_at rising with every committed change.
+// Times are taken before the write transaction, so two changes racing for
+// the writer can commit in the other order; boards keep the alert with the
+// latest updated_at, which must therefore follow commit order.
+func monotonic(next, cur time.Time) time.Time {
+	if next.After(cur) {
+		return next
+	}
+	return cur.Add(time.Microsecond)
 }

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditRecordsFilters", testAuditRecordsFilters},
 		{"AuditChainConcurrent", testAuditChainConcurrent},
 		{"RoomOffsets", testRoomOffsets},
+		{"UpdateAlert", testUpdateAlert},
 		{"OutboxLifecycle", testOutboxLifecycle},
 		{"OutboxDead", testOutboxDead},
 		{"OutboxFinal", testOutboxFinal},
