@@ -33,6 +33,7 @@ type Config struct {
 
 	// Escalation and notifications.
 	EscalationInterval time.Duration `env:"VIGIL_ESCALATION_INTERVAL" envDefault:"1s"`
+	EscalationFloor    time.Duration `env:"VIGIL_ESCALATION_FLOOR" envDefault:"1m"`
 	MissedInterval     time.Duration `env:"VIGIL_MISSED_INTERVAL" envDefault:"30s"`
 	NotifyBackoff      time.Duration `env:"VIGIL_NOTIFY_BACKOFF" envDefault:"2s"`
 	SMTPAddr           string        `env:"VIGIL_SMTP_ADDR"`
@@ -75,6 +76,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "VIGIL_TRUST_PROXY: client IP from X-Forwarded-For")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "VIGIL_SWEEP_INTERVAL: rescoring sweep period")
 	fs.DurationVar(&c.EscalationInterval, "escalation-interval", c.EscalationInterval, "VIGIL_ESCALATION_INTERVAL: how often due escalations are looked for")
+	fs.DurationVar(&c.EscalationFloor, "escalation-floor", c.EscalationFloor, "VIGIL_ESCALATION_FLOOR: shortest delay between two pages of one alert, whatever a protocol says")
 	fs.DurationVar(&c.MissedInterval, "missed-interval", c.MissedInterval, "VIGIL_MISSED_INTERVAL: how often silent patients are looked for")
 	fs.DurationVar(&c.NotifyBackoff, "notify-backoff", c.NotifyBackoff, "VIGIL_NOTIFY_BACKOFF: first retry delay of a failed notification")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "VIGIL_SMTP_ADDR: host:port of the SMTP relay for email notifications")

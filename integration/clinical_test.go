@@ -23,6 +23,7 @@ func clinicalNode(t *testing.T, db string, smtp *smtpReceiver) *node {
 		"VIGIL_SECRET_SAFETY_HOOK="+hookSecret,
 		"VIGIL_MISSED_INTERVAL=1s",
 		"VIGIL_ESCALATION_INTERVAL=200ms",
+		"VIGIL_ESCALATION_FLOOR=1s", // the tests' protocols page every 2–3 s
 		"VIGIL_NOTIFY_BACKOFF=100ms",
 	)
 }

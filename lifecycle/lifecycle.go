@@ -84,6 +84,13 @@ func Resolve(cur scoring.Alert, sig scoring.Signature, outcome string) (scoring.
 // notified, and the next step is scheduled. It reports false when the alert
 // is not due (acknowledged, resolved, or rescheduled meanwhile).
 func Step(cur scoring.Alert, p trial.Escalation, now time.Time) (next scoring.Alert, tier int, action string, ok bool) {
+	return step(cur, p, now, 0)
+}
+
+// step is Step with a floor under every delay, so that a protocol cannot
+// page people every second.
+func step(cur scoring.Alert, p trial.Escalation, now time.Time, floor time.Duration) (next scoring.Alert, tier int, action string, ok bool) {
+	delay := func(d trial.Duration) time.Duration { return max(time.Duration(d), floor) }
 	if cur.NextEscalationAt == nil || cur.NextEscalationAt.After(now) || cur.Status == scoring.StatusResolved {
 		return cur, 0, "", false
 	}
@@ -110,12 +117,12 @@ func Step(cur scoring.Alert, p trial.Escalation, now time.Time) (next scoring.Al
 		if tier == 0 {
 			action = "notified"
 		}
-		due := now.Add(time.Duration(p.Tiers[tier].After))
+		due := now.Add(delay(p.Tiers[tier].After))
 		next.NextEscalationAt = &due
 	case p.Repeat > 0:
 		tier = len(p.Tiers) - 1
 		action = "renotified"
-		due := now.Add(time.Duration(p.Repeat))
+		due := now.Add(delay(p.Repeat))
 		next.NextEscalationAt = &due
 	default:
 		// Every tier was told and the policy does not repeat: the alert

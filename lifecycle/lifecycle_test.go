@@ -143,3 +143,16 @@ func TestAcknowledgeSchedulesTheAckTimeout(t *testing.T) {
 		t.Fatalf("ack without a timeout keeps a timer: %v", a.NextEscalationAt)
 	}
 }
+
+func TestStepFloor(t *testing.T) {
+	fast := trial.Escalation{Tiers: []trial.Tier{{Name: "site", After: trial.Duration(time.Millisecond)}},
+		Repeat: trial.Duration(time.Second)}
+	next, _, _, ok := step(alert(scoring.StatusOpen, -1, at(0)), fast, t0, time.Minute)
+	if !ok || !next.NextEscalationAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("a 1 ms tier paged again at %v, want the 1 minute floor", next.NextEscalationAt)
+	}
+	next, _, _, _ = step(next, fast, t0.Add(time.Minute), time.Minute)
+	if !next.NextEscalationAt.Equal(t0.Add(2 * time.Minute)) {
+		t.Fatalf("a 1 s repeat paged again at %v, want the floor", next.NextEscalationAt)
+	}
+}

@@ -38,8 +38,11 @@ type Config struct {
 	EscalationInterval time.Duration
 	// MissedInterval is how often silent patients are looked for.
 	MissedInterval time.Duration
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// EscalationFloor is the shortest delay between two pages of one alert,
+	// whatever a protocol says (default 1 minute).
+	EscalationFloor time.Duration
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 // Service runs the schedulers and serves the lifecycle endpoints.
@@ -55,6 +58,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.MissedInterval <= 0 {
 		cfg.MissedInterval = 30 * time.Second
+	}
+	if cfg.EscalationFloor <= 0 {
+		cfg.EscalationFloor = time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -128,7 +134,7 @@ func (s *Service) escalateOne(ctx context.Context, due scoring.Alert, now time.T
 		return fmt.Errorf("protocol: %w", err)
 	}
 	a, err := s.cfg.Store.UpdateAlert(ctx, due.AlertID, func(cur scoring.Alert) (store.AlertChange, error) {
-		next, tier, action, ok := Step(cur, p.Escalation, now)
+		next, tier, action, ok := step(cur, p.Escalation, now, s.cfg.EscalationFloor)
 		if !ok {
 			return store.AlertChange{}, errNotDue
 		}

@@ -102,7 +102,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	life := lifecycle.New(lifecycle.Config{Store: st, Protocols: cache, Publisher: pipe, Kicker: dispatcher,
-		EscalationInterval: cfg.EscalationInterval, MissedInterval: cfg.MissedInterval, Logger: log})
+		EscalationInterval: cfg.EscalationInterval, MissedInterval: cfg.MissedInterval,
+		EscalationFloor: cfg.EscalationFloor, Logger: log})
 	h := hub.New(broker, hub.Config{Verifier: verifier, AllowedOrigins: cfg.Origins(), Logger: log})
 
 	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h, cache: cache, life: life, dispatcher: dispatcher}
