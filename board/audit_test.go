@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,18 +200,6 @@ func ids(recs []store.AuditRecord) []int64 {
 	return out
 }
 
-func sameIDs(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func q(kv ...string) url.Values {
 	v := url.Values{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -246,7 +235,7 @@ func TestAuditByAlert(t *testing.T) {
 			if tc.code != 200 {
 				return
 			}
-			if !sameIDs(ids(r.Records), tc.want) {
+			if !slices.Equal(ids(r.Records), tc.want) {
 				t.Errorf("records %v, want %v", ids(r.Records), tc.want)
 			}
 			for _, rec := range r.Records {
@@ -288,7 +277,7 @@ func TestAuditWholeTrail(t *testing.T) {
 			if code := e.get(t, tc.claims, q(), &r); code != 200 {
 				t.Fatalf("status %d", code)
 			}
-			if !sameIDs(ids(r.Records), tc.want) || r.Next != "" {
+			if !slices.Equal(ids(r.Records), tc.want) || r.Next != "" {
 				t.Errorf("records %v next %q, want %v and no next", ids(r.Records), r.Next, tc.want)
 			}
 		})
@@ -327,7 +316,7 @@ func TestAuditPaging(t *testing.T) {
 				}
 				params.Set("after", r.Next)
 			}
-			if !sameIDs(got, e.t1IDs) {
+			if !slices.Equal(got, e.t1IDs) {
 				t.Errorf("pages gave %v, want %v", got, e.t1IDs)
 			}
 		})
@@ -353,7 +342,7 @@ func TestAuditPaging(t *testing.T) {
 			}
 			params.Set("after", r.Next)
 		}
-		if !sameIDs(got, e.t2IDs) {
+		if !slices.Equal(got, e.t2IDs) {
 			t.Errorf("pages gave %v, want %v", got, e.t2IDs)
 		}
 	})
@@ -396,7 +385,7 @@ func TestAuditFilters(t *testing.T) {
 			if code := e.get(t, tc.claims, tc.query, &r); code != tc.code {
 				t.Fatalf("status %d, want %d", code, tc.code)
 			}
-			if tc.code == 200 && (!sameIDs(ids(r.Records), tc.want) || r.Next != "") {
+			if tc.code == 200 && (!slices.Equal(ids(r.Records), tc.want) || r.Next != "") {
 				t.Errorf("records %v next %q, want %v", ids(r.Records), r.Next, tc.want)
 			}
 		})

@@ -174,7 +174,7 @@ func testApplyAlert(t *testing.T, s store.Store) {
 			for _, r := range audit {
 				actions = append(actions, r.Action)
 			}
-			if !equalStrings(actions, tc.wantAudit) {
+			if !slices.Equal(actions, tc.wantAudit) {
 				t.Fatalf("audit actions = %v, want %v", actions, tc.wantAudit)
 			}
 			last := audit[len(audit)-1]
@@ -385,7 +385,7 @@ func testAlerts(t *testing.T, s store.Store) {
 			if err != nil {
 				t.Fatalf("Alerts: %v", err)
 			}
-			if g, w := alertIDs(got), alertIDs(tc.want); !equalStrings(g, w) {
+			if g, w := alertIDs(got), alertIDs(tc.want); !slices.Equal(g, w) {
 				t.Fatalf("got %v, want %v", g, w)
 			}
 			for i := range got {
@@ -429,7 +429,7 @@ func testAlertsPaging(t *testing.T, s store.Store) {
 				got = append(got, page...)
 				q.AfterID = page[len(page)-1].AlertID
 			}
-			if g, w := alertIDs(got), alertIDs(tc.want); !equalStrings(g, w) {
+			if g, w := alertIDs(got), alertIDs(tc.want); !slices.Equal(g, w) {
 				t.Errorf("got %v, want %v", g, w)
 			}
 		})

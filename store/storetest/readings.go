@@ -322,7 +322,7 @@ func testUnscored(t *testing.T, s store.Store) {
 			if err != nil {
 				t.Fatalf("Unscored: %v", err)
 			}
-			if got := readingIDs(recs); !equalStrings(got, tc.want) {
+			if got := readingIDs(recs); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 			for _, rec := range recs {
@@ -364,7 +364,7 @@ func testLatestByPatient(t *testing.T, s store.Store) {
 			if err != nil {
 				t.Fatalf("LatestByPatient: %v", err)
 			}
-			if got := readingIDs(recs); !equalStrings(got, tc.want) {
+			if got := readingIDs(recs); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
@@ -409,7 +409,7 @@ func testPatientReadings(t *testing.T, s store.Store) {
 		if err != nil {
 			t.Fatalf("PatientReadings: %v", err)
 		}
-		if got := readingIDs(recs); !equalStrings(got, want) {
+		if got := readingIDs(recs); !slices.Equal(got, want) {
 			t.Fatalf("got %v, want %v", got, want)
 		}
 		sameScore(t, "scored reading", recs[5].Score, newScore(p1[2].Reading, scoring.RiskLow, "rules-1"))
@@ -454,7 +454,7 @@ func testPatientReadings(t *testing.T, s store.Store) {
 		t.Run(tc.name, func(t *testing.T) {
 			q := q
 			q.Limit, q.Since = tc.limit, tc.since
-			if got := pageThrough(t, q); !equalStrings(got, tc.want) {
+			if got := pageThrough(t, q); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
