@@ -63,9 +63,13 @@ type ReadingQuery struct {
 	// are neither skipped nor repeated; a Seq that is not one of this patient's
 	// readings gives ErrNotFound.
 	AfterSeq int64
-	// Since, if set, returns readings measured at or after it.
-	Since time.Time
-	Limit int
+	// Since, if set, returns readings measured at or after it; Until, if
+	// set, at or before it.
+	Since, Until time.Time
+	Limit        int
+	// Last selects the last Limit readings of the range instead of the
+	// first (still returned oldest first): a patient's most recent history.
+	Last bool
 }
 
 // AlertQuery selects alerts. Visible restricts them to sites the caller may

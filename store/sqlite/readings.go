@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"vigil/scoring"
@@ -225,9 +226,16 @@ func (s *Store) PatientReadings(ctx context.Context, q store.ReadingQuery) ([]st
 		}
 		cursorSeq = q.AfterSeq
 	}
-	since := ""
+	since, until := "", ""
 	if !q.Since.IsZero() {
 		since = formatTime(q.Since)
+	}
+	if !q.Until.IsZero() {
+		until = formatTime(q.Until)
+	}
+	order := "r.measured_at, r.seq"
+	if q.Last {
+		order = "r.measured_at DESC, r.seq DESC"
 	}
 	rows, err := s.rdb.QueryContext(ctx, `
 		SELECT `+recordColumns+`
@@ -235,12 +243,14 @@ func (s *Store) PatientReadings(ctx context.Context, q store.ReadingQuery) ([]st
 		LEFT JOIN scores s ON s.reading_id = r.reading_id
 		WHERE r.trial_id = ? AND r.site_id = ? AND r.patient_id = ?
 		  AND r.measured_at >= ?
+		  AND (? = '' OR r.measured_at <= ?)
 		  AND r.measured_at >= ?
 		  AND (r.measured_at > ? OR r.seq > ?)
-		ORDER BY r.measured_at, r.seq
+		ORDER BY `+order+`
 		LIMIT ?`,
 		q.TrialID, q.SiteID, q.PatientID,
 		since,
+		until, until,
 		cursorAt,
 		cursorAt, cursorSeq,
 		clampLimit(q.Limit))
@@ -250,6 +260,9 @@ func (s *Store) PatientReadings(ctx context.Context, q store.ReadingQuery) ([]st
 	recs, err := scanRecords(rows)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: patient readings: %w", err)
+	}
+	if q.Last {
+		slices.Reverse(recs)
 	}
 	return recs, nil
 }

@@ -438,23 +438,51 @@ func testPatientReadings(t *testing.T, s store.Store) {
 	}
 
 	tests := []struct {
-		name  string
-		limit int
-		since time.Time
-		want  []string
+		name         string
+		limit        int
+		since, until time.Time
+		want         []string
 	}{
-		{"pages of 2 cover everything once, late arrivals included", 2, time.Time{}, want},
-		{"pages of 1", 1, time.Time{}, want},
-		{"pages of 3", 3, time.Time{}, want},
-		{"since is inclusive", 2, at(20), want[2:]},
-		{"since between readings", 100, at(26), want[5:]},
-		{"since after everything", 100, at(41), []string{}},
+		{"pages of 2 cover everything once, late arrivals included", 2, time.Time{}, time.Time{}, want},
+		{"pages of 1", 1, time.Time{}, time.Time{}, want},
+		{"pages of 3", 3, time.Time{}, time.Time{}, want},
+		{"since is inclusive", 2, at(20), time.Time{}, want[2:]},
+		{"since between readings", 100, at(26), time.Time{}, want[5:]},
+		{"since after everything", 100, at(41), time.Time{}, []string{}},
+		{"until is inclusive", 2, time.Time{}, at(20), want[:4]},
+		{"since and until", 100, at(10), at(25), want[1:5]},
+		{"until before everything", 100, time.Time{}, at(4), []string{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			q := q
-			q.Limit, q.Since = tc.limit, tc.since
+			q.Limit, q.Since, q.Until = tc.limit, tc.since, tc.until
 			if got := pageThrough(t, q); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+
+	// Last: a patient's most recent history, still oldest first.
+	lasts := []struct {
+		name  string
+		limit int
+		until time.Time
+		want  []string
+	}{
+		{"last 3", 3, time.Time{}, want[4:]},
+		{"last 2 up to minute 25", 2, at(25), want[3:5]},
+		{"last 100: everything", 100, time.Time{}, want},
+	}
+	for _, tc := range lasts {
+		t.Run(tc.name, func(t *testing.T) {
+			q := q
+			q.Limit, q.Until, q.Last = tc.limit, tc.until, true
+			recs, err := s.PatientReadings(t.Context(), q)
+			if err != nil {
+				t.Fatalf("PatientReadings: %v", err)
+			}
+			if got := readingIDs(recs); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
