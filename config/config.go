@@ -14,22 +14,28 @@ import (
 
 // Config is the configuration of one node.
 type Config struct {
-	Addr           string        `env:"VIGIL_ADDR" envDefault:"127.0.0.1:8080"`
-	HubAddr        string        `env:"VIGIL_HUB_ADDR"`
-	DB             string        `env:"VIGIL_DB" envDefault:"sqlite://./data/vigil.db"`
-	RedisURL       string        `env:"VIGIL_REDIS_URL"`
-	PredictorAddr  string        `env:"VIGIL_PREDICTOR_ADDR"`
-	JWTSecret      string        `env:"VIGIL_JWT_SECRET"`
-	JWTPublicKeys  string        `env:"VIGIL_JWT_PUBLIC_KEYS"`
-	JWTIssuer      string        `env:"VIGIL_JWT_ISSUER" envDefault:"vigil"`
-	JWTAudience    string        `env:"VIGIL_JWT_AUDIENCE" envDefault:"vigil"`
-	AllowedOrigins string        `env:"VIGIL_ALLOWED_ORIGINS"`
-	RatePerPatient int           `env:"VIGIL_RATE_PER_PATIENT" envDefault:"60"`
-	RatePerIP      int           `env:"VIGIL_RATE_PER_IP" envDefault:"6000"`
-	ScoringWorkers int           `env:"VIGIL_SCORING_WORKERS" envDefault:"1024"`
-	HistorySize    int           `env:"VIGIL_HISTORY_SIZE" envDefault:"1000"`
-	TrustProxy     bool          `env:"VIGIL_TRUST_PROXY"`
-	SweepInterval  time.Duration `env:"VIGIL_SWEEP_INTERVAL" envDefault:"30s"`
+	Addr          string `env:"VIGIL_ADDR" envDefault:"127.0.0.1:8080"`
+	HubAddr       string `env:"VIGIL_HUB_ADDR"`
+	DB            string `env:"VIGIL_DB" envDefault:"sqlite://./data/vigil.db"`
+	RedisURL      string `env:"VIGIL_REDIS_URL"`
+	PredictorAddr string `env:"VIGIL_PREDICTOR_ADDR"`
+	// PredictorTimeout bounds one prediction; PredictorBatch is the most
+	// predictions per call (1: no batching); PredictorBatchWait the longest
+	// one waits for others to join while calls are in flight.
+	PredictorTimeout   time.Duration `env:"VIGIL_PREDICTOR_TIMEOUT" envDefault:"50ms"`
+	PredictorBatch     int           `env:"VIGIL_PREDICTOR_BATCH" envDefault:"64"`
+	PredictorBatchWait time.Duration `env:"VIGIL_PREDICTOR_BATCH_WAIT" envDefault:"2ms"`
+	JWTSecret          string        `env:"VIGIL_JWT_SECRET"`
+	JWTPublicKeys      string        `env:"VIGIL_JWT_PUBLIC_KEYS"`
+	JWTIssuer          string        `env:"VIGIL_JWT_ISSUER" envDefault:"vigil"`
+	JWTAudience        string        `env:"VIGIL_JWT_AUDIENCE" envDefault:"vigil"`
+	AllowedOrigins     string        `env:"VIGIL_ALLOWED_ORIGINS"`
+	RatePerPatient     int           `env:"VIGIL_RATE_PER_PATIENT" envDefault:"60"`
+	RatePerIP          int           `env:"VIGIL_RATE_PER_IP" envDefault:"6000"`
+	ScoringWorkers     int           `env:"VIGIL_SCORING_WORKERS" envDefault:"1024"`
+	HistorySize        int           `env:"VIGIL_HISTORY_SIZE" envDefault:"1000"`
+	TrustProxy         bool          `env:"VIGIL_TRUST_PROXY"`
+	SweepInterval      time.Duration `env:"VIGIL_SWEEP_INTERVAL" envDefault:"30s"`
 
 	// Escalation and notifications.
 	EscalationInterval time.Duration `env:"VIGIL_ESCALATION_INTERVAL" envDefault:"1s"`
@@ -64,6 +70,9 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.DB, "db", c.DB, "VIGIL_DB: sqlite://PATH or postgres://…")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "VIGIL_REDIS_URL: empty for the in-process bus")
 	fs.StringVar(&c.PredictorAddr, "predictor-addr", c.PredictorAddr, "VIGIL_PREDICTOR_ADDR: gRPC address of predictor-py")
+	fs.DurationVar(&c.PredictorTimeout, "predictor-timeout", c.PredictorTimeout, "VIGIL_PREDICTOR_TIMEOUT: deadline of one prediction; past it the rules decide alone")
+	fs.IntVar(&c.PredictorBatch, "predictor-batch", c.PredictorBatch, "VIGIL_PREDICTOR_BATCH: most predictions per call; 1 = no micro-batching")
+	fs.DurationVar(&c.PredictorBatchWait, "predictor-batch-wait", c.PredictorBatchWait, "VIGIL_PREDICTOR_BATCH_WAIT: longest a prediction waits to join a batch while calls are in flight")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "VIGIL_JWT_SECRET: HS256 secret")
 	fs.StringVar(&c.JWTPublicKeys, "jwt-public-keys", c.JWTPublicKeys, "VIGIL_JWT_PUBLIC_KEYS: PEM file of public keys")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "VIGIL_JWT_ISSUER: required iss")

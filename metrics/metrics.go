@@ -84,6 +84,40 @@ var (
 	}, []string{"kind"})
 )
 
+// The risk model (predictor-py over gRPC).
+var (
+	// PredictorCalls counts calls to predictor-py by outcome: ok, error,
+	// timeout, or rejected (the breaker was open and no call was made).
+	PredictorCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_predictor_calls_total",
+		Help: "Calls to predictor-py, by outcome (ok, error, timeout, rejected by the open breaker).",
+	}, []string{"outcome"})
+	// PredictorBatchSize is the number of predictions per call.
+	PredictorBatchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "vigil_predictor_batch_size",
+		Help:    "Predictions per call to predictor-py.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
+	// PredictorCallSeconds is the duration of one call.
+	PredictorCallSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "vigil_predictor_call_seconds",
+		Help:    "Duration of calls to predictor-py.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+	})
+	// PredictorBreakerState is the circuit breaker's state: 0 closed,
+	// 1 half-open, 2 open.
+	PredictorBreakerState = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_predictor_breaker_state",
+		Help: "Circuit breaker of the predictor client: 0 closed, 1 half-open, 2 open.",
+	})
+	// ScoresDegraded counts scores made by the rules alone because the
+	// configured predictor did not answer.
+	ScoresDegraded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_scores_degraded_total",
+		Help: "Scores made by the rules alone because the configured predictor failed.",
+	})
+)
+
 func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -91,5 +125,6 @@ func init() {
 		ReadingsAccepted, ReadingsRejected, ScoringLatency, QueueDepth,
 		AlertsOpened, ScoringErrors, HubSessions, HubSlowClosed, HubDelivered,
 		NotificationsSent, NotificationsFailed, NotificationsDead,
+		PredictorCalls, PredictorBatchSize, PredictorCallSeconds, PredictorBreakerState, ScoresDegraded,
 	)
 }

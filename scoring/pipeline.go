@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"vigil/bus"
 	"vigil/metrics"
+	"vigil/predictor"
 	"vigil/reading"
 	"vigil/trial"
 )
@@ -30,6 +32,18 @@ type Store interface {
 type Profiles interface {
 	Protocol(ctx context.Context, trialID string) (trial.Protocol, bool, error)
 	Patient(ctx context.Context, trialID, siteID, patientID string) (trial.PatientRecord, bool, error)
+}
+
+// Predictor is the risk model: predictor.Client is one.
+type Predictor interface {
+	Predict(ctx context.Context, r predictor.Request) (predictor.Prediction, error)
+}
+
+// History supplies a patient's readings for the model's features.
+type History interface {
+	// Recent returns the patient's readings measured in [from, to], in store
+	// order (measured_at, then arrival), the reading being scored among them.
+	Recent(ctx context.Context, trialID, siteID, patientID string, from, to time.Time) ([]predictor.Observation, []string, error)
 }
 
 // Publisher is what the pipeline needs from the bus.
@@ -57,6 +71,11 @@ type PipelineConfig struct {
 	// Profiles supplies protocols and registry records; nil scores every
 	// reading with defaults, as unregistered.
 	Profiles Profiles
+	// Model, when set, gives each reading's SAE probability from features
+	// over History; when it fails, the rules decide alone and the score says
+	// degraded. Both or neither must be set.
+	Model   Predictor
+	History History
 	// TaskTimeout bounds one scoring (store writes and publishes).
 	TaskTimeout time.Duration
 	Logger      *slog.Logger
@@ -168,6 +187,13 @@ func (p *Pipeline) Process(ctx context.Context, in Input) error {
 		return err
 	}
 	s := EvaluateIn(in.Reading, c, p.cfg.Now())
+	if p.cfg.Model != nil {
+		s.Model = p.predict(ctx, in.Reading, s, c)
+		if s.Model == nil {
+			s.Degraded = true
+			metrics.ScoresDegraded.Inc()
+		}
+	}
 	if cand, ok := Candidate(s, in.Reading, c.Protocol); ok {
 		// The score's risk reflects every rule, not NEWS2 alone.
 		s.Risk = maxRisk(s.Risk, cand.Severity)
@@ -203,6 +229,37 @@ func (p *Pipeline) Process(ctx context.Context, in Input) error {
 		p.cfg.Logger.Error("publish score", "reading_id", s.ReadingID, "err", err)
 	}
 	return nil
+}
+
+// predict asks the model about a scored reading; nil means it could not
+// answer (the predictor failed, or the patient's history could not be read),
+// and the rules decide alone. The model's deadline is the client's, so a slow
+// predictor delays a score by at most that.
+func (p *Pipeline) predict(ctx context.Context, r reading.Reading, s Score, c Context) *Model {
+	obs, ids, err := p.cfg.History.Recent(ctx, r.TrialID, r.SiteID, r.PatientID, r.MeasuredAt.Add(-predictor.Window), r.MeasuredAt)
+	if err != nil {
+		p.cfg.Logger.Warn("model features: history", "reading_id", r.ReadingID, "err", err)
+		return nil
+	}
+	cur := slices.Index(ids, r.ReadingID)
+	if cur < 0 {
+		obs = append(obs, predictor.Observation{MeasuredAt: r.MeasuredAt, Vitals: r.Vitals})
+		cur = len(obs) - 1
+	}
+	age := -1
+	if c.Registered {
+		age = c.Patient.AgeBandIndex()
+	}
+	pred, err := p.cfg.Model.Predict(ctx, predictor.Request{
+		PatientID: r.PatientID,
+		Features:  predictor.Features(obs, cur, s.NEWS2.Total, age),
+	})
+	if err != nil {
+		// The breaker logs state changes; one line per reading would flood
+		// the log during an outage.
+		return nil
+	}
+	return &Model{Probability: pred.Probability, Version: pred.Version, Contributions: pred.Contributions}
 }
 
 // ApplyAlert opens or updates the patient's alert from a candidate (a

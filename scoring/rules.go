@@ -116,11 +116,17 @@ func crosses(value float64, l trial.VitalLimit) bool {
 	return false
 }
 
+// DefaultModelThreshold is the model probability that raises an alert when
+// the protocol sets none.
+const DefaultModelThreshold = 0.5
+
 // Candidate applies the protocol's alert rules to a scored reading and
 // returns the alert it calls for, if any. Each rule that fires adds a reason
 // and a finding: NEWS2 at or above the protocol's band (default medium), a
-// single red NEWS2 item, a CTCAE-style vital limit, a symptom at or above the
-// protocol's grade (default 3). Severity is the highest any finding implies.
+// single red NEWS2 item, a CTCAE-style vital limit, the model's SAE
+// probability at or above the protocol's threshold (default 0.5; severity
+// high: urgent review), a symptom at or above the protocol's grade (default
+// 3). Severity is the highest any finding implies.
 func Candidate(s Score, r reading.Reading, p trial.Protocol) (Alert, bool) {
 	var (
 		findings []Finding
@@ -163,6 +169,16 @@ func Candidate(s Score, r reading.Reading, p trial.Protocol) (Alert, bool) {
 		l := worst[name]
 		val := *vitalValue(r.Vitals, name)
 		add(Finding{Reason: ReasonVitalLimit, Parameter: name, Value: &val, Grade: l.Grade}, vitalSeverity(l.Grade))
+	}
+	if s.Model != nil {
+		threshold := p.Thresholds.ModelProbability
+		if threshold <= 0 {
+			threshold = DefaultModelThreshold
+		}
+		if s.Model.Probability >= threshold {
+			prob := s.Model.Probability
+			add(Finding{Reason: ReasonModelSAERisk, Parameter: "model_probability", Value: &prob}, RiskHigh)
+		}
 	}
 	minGrade := p.Thresholds.SymptomGrade
 	if minGrade <= 0 {

@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,12 @@ func TestCandidateRules(t *testing.T) {
 			r.Vitals.Consciousness = &c
 		}, trial.Protocol{Thresholds: trial.Thresholds{NEWS2Band: BandLowMedium}}, true, RiskMedium,
 			[]string{ReasonNEWS2High, ReasonSingleParameterRed}, Finding{Reason: ReasonSingleParameterRed, Parameter: ParamConsciousness}},
+		{"model probability at the default threshold is high", nil, trial.Protocol{}, true, RiskHigh,
+			[]string{ReasonModelSAERisk}, Finding{Reason: ReasonModelSAERisk, Parameter: "model_probability"}},
+		{"model probability below a protocol threshold of 0.6: nothing", nil,
+			trial.Protocol{Thresholds: trial.Thresholds{ModelProbability: 0.6}}, false, "", nil, Finding{}},
+		{"model probability at a protocol threshold of 0.3", nil,
+			trial.Protocol{Thresholds: trial.Thresholds{ModelProbability: 0.3}}, true, RiskHigh, []string{ReasonModelSAERisk}, Finding{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,6 +82,9 @@ func TestCandidateRules(t *testing.T) {
 				tc.edit(&r)
 			}
 			s := EvaluateIn(r, Context{Protocol: tc.p, Configured: true}, t0)
+			if strings.HasPrefix(tc.name, "model") {
+				s.Model = &Model{Probability: 0.5, Version: "lr-test"}
+			}
 			a, ok := Candidate(s, r, tc.p)
 			if ok != tc.raised {
 				t.Fatalf("raised %v, want %v (%+v)", ok, tc.raised, a)

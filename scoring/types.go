@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"vigil/predictor"
 	"vigil/reading"
 )
 
@@ -50,10 +51,13 @@ type NEWS2 struct {
 	SpO2ScaleSource string `json:"spo2_scale_source,omitempty"`
 }
 
-// Model is the predictor's output for one reading.
+// Model is the predictor's output for one reading: the probability of a
+// serious adverse event in the next 24 hours, the model version that gave it,
+// and the inputs that pushed it up most, so a board can explain it.
 type Model struct {
-	Probability float64 `json:"probability"`
-	Version     string  `json:"version"`
+	Probability   float64                  `json:"probability"`
+	Version       string                   `json:"version"`
+	Contributions []predictor.Contribution `json:"contributions,omitempty"`
 }
 
 // Score is the result of scoring one reading; as JSON it is the "score" event

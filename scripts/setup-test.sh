@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine: Chromium for the
-# board's browser test and the board's npm packages. Idempotent.
+# board's browser test, the board's npm packages, and predictor-py's virtual
+# environment and model. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-test: please install ${need_apt[*]} (apt-get install ${need_apt[*]}), or run as root" >&2
@@ -19,3 +22,5 @@ fi
 if [ ! -d ui/node_modules/playwright-core ]; then
   (cd ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+bash scripts/setup-predictor.sh

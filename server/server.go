@@ -33,6 +33,7 @@ import (
 	"vigil/lifecycle"
 	"vigil/metrics"
 	"vigil/notify"
+	"vigil/predictor"
 	"vigil/problem"
 	"vigil/ratelimit"
 	"vigil/scoring"
@@ -52,6 +53,8 @@ type Server struct {
 	hub      *hub.Hub
 	cache    *trial.Cache
 	life     *lifecycle.Service
+	// model is predictor-py's client, nil when none is configured.
+	model *predictor.Client
 	// dispatcher delivers the notification outbox; one per database.
 	dispatcher *notify.Dispatcher
 	app        *fiber.App
@@ -75,10 +78,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		st.Close()
 		return nil, errors.New("server: VIGIL_REDIS_URL: the Redis bus is not available in this version; leave it empty for the in-process bus")
 	}
-	if cfg.PredictorAddr != "" {
-		st.Close()
-		return nil, errors.New("server: VIGIL_PREDICTOR_ADDR: the predictor client is not available in this version; leave it empty for rules only")
-	}
 	broker, err := newMemoryBus(ctx, st, cfg.HistorySize)
 	if err != nil {
 		st.Close()
@@ -90,8 +89,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		st.Close()
 		return nil, fmt.Errorf("server: cache: %w", err)
 	}
-	pipe, err := scoring.NewPipeline(st, broker, scoring.PipelineConfig{Workers: cfg.ScoringWorkers, Logger: log,
-		Profiles: cache})
+	pcfg := scoring.PipelineConfig{Workers: cfg.ScoringWorkers, Logger: log, Profiles: cache}
+	var model *predictor.Client
+	if cfg.PredictorAddr != "" {
+		model, err = predictor.New(predictor.Config{Addr: cfg.PredictorAddr, Timeout: cfg.PredictorTimeout,
+			BatchSize: cfg.PredictorBatch, BatchWait: cfg.PredictorBatchWait, Logger: log})
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		pcfg.Model, pcfg.History = model, storeHistory{st}
+	}
+	pipe, err := scoring.NewPipeline(st, broker, pcfg)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -106,7 +115,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		EscalationFloor: cfg.EscalationFloor, Logger: log})
 	h := hub.New(broker, hub.Config{Verifier: verifier, AllowedOrigins: cfg.Origins(), Logger: log})
 
-	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h, cache: cache, life: life, dispatcher: dispatcher}
+	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h, cache: cache, life: life,
+		dispatcher: dispatcher, model: model}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vigil",
 		DisableStartupMessage: true,
@@ -209,6 +219,17 @@ func (s *Server) ready(c *fiber.Ctx) error {
 	}
 	if !ok {
 		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "checks": checks})
+	}
+	// An unreachable predictor is reported but does not make the node
+	// unready: scoring goes on with the rules alone (degraded), and taking
+	// every node out of the load balancer because the model is down would
+	// turn a degraded service into no service.
+	if s.model != nil {
+		if err := s.model.Check(ctx); err != nil {
+			checks["predictor"] = "unavailable: scoring with rules alone (degraded)"
+			return c.JSON(fiber.Map{"status": "degraded", "checks": checks})
+		}
+		checks["predictor"] = "ok"
 	}
 	return c.JSON(fiber.Map{"status": "ok", "checks": checks})
 }
@@ -395,6 +416,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err := s.pipeline.Close(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if s.model != nil {
+		if err := s.model.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := s.broker.Close(); err != nil {
 		errs = append(errs, err)

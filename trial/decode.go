@@ -61,7 +61,7 @@ func joinErrors(prefix string, errs []reading.FieldError) string {
 
 // File is a trials file for `vigil trials apply`: a protocol and, optionally,
 // registry records of its patients. In the file a patient is written
-// {site, id, status, spo2_scale, baseline}; decoded records carry the
+// {site, id, status, spo2_scale, age_band, baseline}; decoded records carry the
 // protocol's trial id.
 type File struct {
 	Protocol
@@ -79,6 +79,7 @@ type filePatient struct {
 	ID        string          `json:"id"`
 	Status    string          `json:"status"`
 	SpO2Scale int             `json:"spo2_scale"`
+	AgeBand   string          `json:"age_band"`
 	Baseline  *reading.Vitals `json:"baseline"`
 }
 
@@ -98,7 +99,7 @@ func DecodeProtocol(data []byte) (Protocol, error) {
 
 // DecodePatient parses a registry record from JSON or YAML, strictly, with
 // the API's field names (trial_id, site_id, patient_id, status, spo2_scale,
-// baseline). Store-assigned fields are accepted and ignored.
+// age_band, baseline). Store-assigned fields are accepted and ignored.
 func DecodePatient(data []byte) (PatientRecord, error) {
 	var r PatientRecord
 	if err := decode(data, &r); err != nil {
@@ -120,7 +121,7 @@ func DecodeFile(data []byte) (File, error) {
 	for _, fp := range doc.Patients {
 		f.Patients = append(f.Patients, PatientRecord{
 			TrialID: doc.TrialID, SiteID: fp.Site, PatientID: fp.ID,
-			Status: fp.Status, SpO2Scale: fp.SpO2Scale, Baseline: fp.Baseline,
+			Status: fp.Status, SpO2Scale: fp.SpO2Scale, AgeBand: fp.AgeBand, Baseline: fp.Baseline,
 		})
 	}
 	return f, nil

@@ -114,6 +114,21 @@ const (
 	Withdrawn = "withdrawn"
 )
 
+// AgeBands returns the registry's age bands, in the order of the model's
+// age_band feature (predictor-py/FEATURES.md).
+func AgeBands() []string { return []string{"<40", "40-64", "65-79", "80+"} }
+
+// AgeBandIndex is the record's age band as the model's feature, -1 when
+// unknown.
+func (p PatientRecord) AgeBandIndex() int {
+	for i, b := range AgeBands() {
+		if p.AgeBand == b {
+			return i
+		}
+	}
+	return -1
+}
+
 // PatientRecord is one patient's registry entry.
 type PatientRecord struct {
 	TrialID   string `json:"trial_id" yaml:"-"`
@@ -123,6 +138,10 @@ type PatientRecord struct {
 	// SpO2Scale 2 is for confirmed hypercapnic respiratory failure, set by a
 	// clinician; it wins over the app's value.
 	SpO2Scale int `json:"spo2_scale,omitempty" yaml:"spo2_scale,omitempty"`
+	// AgeBand is one of AgeBands(), an input of the risk model. A band rather
+	// than a birth date: the model needs no more, and the registry should
+	// hold no more identifying data than it uses.
+	AgeBand string `json:"age_band,omitempty" yaml:"age_band,omitempty"`
 	// Baseline holds the patient's usual vitals, for context on the board.
 	Baseline *reading.Vitals `json:"baseline,omitempty" yaml:"baseline,omitempty"`
 	// Version, CreatedAt and UpdatedAt are assigned by the store. CreatedAt

@@ -320,6 +320,9 @@ func (r PatientRecord) validate(v *validator) {
 	if r.SpO2Scale != 0 && r.SpO2Scale != 1 && r.SpO2Scale != 2 {
 		v.add("spo2_scale", "must be 1, or 2 for confirmed hypercapnic respiratory failure")
 	}
+	if r.AgeBand != "" && r.AgeBandIndex() < 0 {
+		v.add("age_band", "must be one of "+strings.Join(AgeBands(), ", "))
+	}
 	if r.Baseline != nil {
 		// The baseline is held to a reading's plausibility limits; a stand-in
 		// reading carries it through reading.Validate, whose vitals errors

@@ -249,6 +249,8 @@ func TestPatientValidate(t *testing.T) {
 		{"bad status", func(r *PatientRecord) { r.Status = "active" }, "status", "enrolled or withdrawn"},
 		{"scale 3", func(r *PatientRecord) { r.SpO2Scale = 3 }, "spo2_scale", "must be 1, or 2"},
 		{"scale -1", func(r *PatientRecord) { r.SpO2Scale = -1 }, "spo2_scale", "must be 1, or 2"},
+		{"age band 80+", func(r *PatientRecord) { r.AgeBand = "80+" }, "", ""},
+		{"age band as an age", func(r *PatientRecord) { r.AgeBand = "67" }, "age_band", "one of <40, 40-64, 65-79, 80+"},
 		{"implausible baseline", func(r *PatientRecord) { r.Baseline.HeartRate = ptr(400.0) }, "baseline.heart_rate", "between 20 and 300"},
 		{"fractional baseline", func(r *PatientRecord) { r.Baseline.HeartRate = ptr(72.5) }, "baseline.heart_rate", "whole number"},
 		{"empty baseline", func(r *PatientRecord) { r.Baseline = &reading.Vitals{} }, "baseline", "no vitals"},
