@@ -5,210 +5,41 @@
 //
 //   cd ui && npm ci && node --test e2e/
 //
-// VIGIL_BIN: the vigil binary (default ../bin/vigil from ui/; build it with
-// `go build -o bin/vigil .`). CHROMIUM: the browser (default /usr/bin/chromium).
+// The processes, tokens and browser come from harness.mjs (VIGIL_BIN,
+// CHROMIUM: see there).
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import { existsSync } from 'node:fs';
-import fs from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
-
-const run = promisify(execFile);
-const uiDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = process.env.VIGIL_BIN ? path.resolve(process.env.VIGIL_BIN) : path.resolve(uiDir, '../bin/vigil');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = path.join(uiDir, 'e2e', 'out');
-const TRIAL = 'T008';
-const SITE = 'S01';
-
-const WAIT = 15_000;
+import {
+  BIN, DETERIORATING, NORMAL, SITE, SLIGHTLY_OFF, TRIAL, WAIT,
+  cell, launchBrowser, newPage as openPage, row, run, screenshot, sleep, startVigil,
+} from './harness.mjs';
 
 let server;
-let serverLog = '';
-let tmp;
 let base;
 let env;
 let browser;
 const tokens = {};
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitHealthy(url, ms) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (server.exitCode !== null) throw new Error(`vigil serve exited (${server.exitCode}):\n${serverLog}`);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} not healthy after ${ms} ms:\n${serverLog}`);
-    await sleep(100);
-  }
-}
-
-async function mint(...args) {
-  const { stdout } = await run(BIN, ['token', ...args], { env });
-  const token = stdout.trim();
-  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, `vigil token printed ${JSON.stringify(stdout)}`);
-  return token;
-}
-
-function patientToken(patient) {
-  return mint('--role', 'patient', '--trial', TRIAL, '--site', `${TRIAL}/${SITE}`, '--sub', patient);
-}
-
-async function postReading(patient, vitals) {
-  const body = {
-    reading_id: crypto.randomUUID(),
-    patient_id: patient,
-    trial_id: TRIAL,
-    site_id: SITE,
-    measured_at: new Date().toISOString(),
-    vitals,
-    symptoms: [],
-  };
-  const res = await fetch(`${base}/v1/readings`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${tokens[patient]}` },
-    body: JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.equal(res.status, 202, `POST /v1/readings for ${patient}: ${res.status} ${text}`);
-  return body;
-}
-
-// sitePatients is the REST snapshot the board should agree with.
-async function sitePatients() {
-  const res = await fetch(`${base}/v1/trials/${TRIAL}/sites/${SITE}/patients`, {
-    headers: { Authorization: `Bearer ${tokens.pi}` },
-  });
-  assert.equal(res.status, 200, `GET patients: ${res.status} ${await res.clone().text()}`);
-  return (await res.json()).patients;
-}
-
-async function waitScored(readingId, ms = WAIT) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const p = (await sitePatients()).find((r) => r.reading_id === readingId);
-    if (p?.score) return p;
-    if (Date.now() > deadline) throw new Error(`reading ${readingId} not scored after ${ms} ms`);
-    await sleep(100);
-  }
-}
-
-const NORMAL = {
-  respiratory_rate: 16, spo2: 97, spo2_scale: 1, on_oxygen: false,
-  systolic_bp: 122, diastolic_bp: 78, heart_rate: 72, consciousness: 'alert', temperature: 36.8,
-};
-// NEWS2 3+3+0+3+3+3+2 = 17: high band.
-const DETERIORATING = {
-  respiratory_rate: 26, spo2: 90, spo2_scale: 1, on_oxygen: false,
-  systolic_bp: 88, diastolic_bp: 54, heart_rate: 135, consciousness: 'voice', temperature: 39.5,
-};
-// NEWS2 2 (RR 21) + 1 (HR 95) = 3: low band, no alert.
-const SLIGHTLY_OFF = {
-  respiratory_rate: 21, spo2: 96, spo2_scale: 1, on_oxygen: false,
-  systolic_bp: 118, diastolic_bp: 74, heart_rate: 95, consciousness: 'alert', temperature: 37.4,
-};
+const mint = (...args) => server.mint(...args);
+const postReading = (patient, vitals) => server.postReading(patient, vitals);
+const sitePatients = () => server.sitePatients();
+const waitScored = (readingId, ms) => server.waitScored(readingId, ms);
+const newPage = (t, allowed) => openPage(browser, t, allowed);
 
 before(async () => {
-  if (!existsSync(BIN)) {
-    throw new Error(`no vigil binary at ${BIN}: run \`go build -o bin/vigil .\` at the repository root, or set VIGIL_BIN`);
-  }
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vigil-e2e-'));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  env = {
-    ...process.env,
-    VIGIL_ADDR: `127.0.0.1:${port}`,
-    VIGIL_DB: `sqlite://${path.join(tmp, 'vigil.db')}`,
-    VIGIL_JWT_SECRET: crypto.randomBytes(32).toString('hex'),
-    VIGIL_REDIS_URL: '',
-    VIGIL_PREDICTOR_ADDR: '',
-  };
-  server = spawn(BIN, ['serve'], { env, cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout.on('data', (b) => (serverLog += b));
-  server.stderr.on('data', (b) => (serverLog += b));
-  await waitHealthy(`${base}/healthz`, 20_000);
-
-  tokens.pi = await mint('--role', 'pi', '--trial', TRIAL, '--site', `${TRIAL}/${SITE}`, '--sub', 'u1');
-  for (const p of ['P1001', 'P1002', 'P1003']) tokens[p] = await patientToken(p);
-
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  server = await startVigil();
+  ({ base, env } = server);
+  tokens.pi = await server.token('pi');
+  for (const p of ['P1001', 'P1002', 'P1003']) tokens[p] = await server.token(p);
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    const timer = setTimeout(() => server.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
-  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+  await server?.stop();
 });
-
-// newPage opens a page that records script errors and CSP violations.
-// allowed: console errors the test expects (a 401 for a rejected token).
-async function newPage(t, allowed = []) {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 800 } });
-  // A Notification the test can see: permission granted, each one recorded.
-  await context.addInitScript(() => {
-    window.__vigilNotes = [];
-    window.Notification = class {
-      static permission = 'granted';
-      static requestPermission() { return Promise.resolve('granted'); }
-      constructor(title, opts) { window.__vigilNotes.push({ title, ...opts }); }
-    };
-  });
-  const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !allowed.some((re) => re.test(m.text()))) {
-      problems.push(`console: ${m.text()}`);
-    }
-  });
-  t.after(() => context.close());
-  return { page, problems };
-}
-
-function row(page, patient) {
-  return page.locator(`#patients tr[data-patient="${patient}"]`);
-}
-
-function cell(page, patient, field) {
-  return row(page, patient).locator(`[data-field="${field}"]`);
-}
 
 describe('board', () => {
   test('shows live readings, alerts, and recovers after a dropped connection', { timeout: 90_000 }, async (t) => {
@@ -304,9 +135,7 @@ describe('board', () => {
     assert.equal((await waitScored(again.reading_id)).score.news2.total, 1);
     await cell(page, 'P1001', 'news2').and(page.locator('[data-value="1"]')).waitFor({ timeout: WAIT });
 
-    await fs.mkdir(OUT, { recursive: true });
-    await page.locator('#patients tr.flash-a, #patients tr.flash-b').first().waitFor({ state: 'detached', timeout: WAIT }).catch(() => {});
-    await page.screenshot({ path: path.join(OUT, 'board.png'), fullPage: true });
+    await screenshot(page, 'board.png');
     assert.deepEqual(problems, []);
   });
 

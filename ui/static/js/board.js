@@ -9,6 +9,7 @@ import {
   RISK_LABEL,
   STATUS_LABEL,
   exactTime,
+  featureLabel,
   news2Breakdown,
   num,
   reasonLabel,
@@ -35,6 +36,29 @@ function Vital({ field, param, value, score, stale, title, children }) {
   return html`<td class=${cls} data-field=${field} data-value=${value ?? ''} title=${hint || undefined}>
     ${children ?? (value == null ? html`<span class="muted">—</span>` : value)}
   </td>`;
+}
+
+// modelHint explains a model probability: what it is, which model, and the
+// inputs that pushed it up most.
+function modelHint(m) {
+  const lines = [`Model ${m.version || ''}: probability of a serious adverse event in the next 24 h`];
+  const top = (m.contributions || []).slice(0, 5);
+  if (top.length) {
+    lines.push('Raised most by:');
+    for (const c of top) {
+      const push = Number(c.logit);
+      lines.push(`  ${featureLabel(c.feature)}${c.imputed ? ' (not measured; assumed typical)' : ` = ${+Number(c.value).toFixed(2)}`}  (${push >= 0 ? '+' : '−'}${Math.abs(push).toFixed(2)} log-odds)`);
+    }
+  }
+  return lines.join('\n');
+}
+
+// percent shows a probability without claiming certainty: 0.9996 is ">99%",
+// not "100%".
+function percent(p) {
+  if (p > 0.99) return '>99%';
+  if (p > 0 && p < 0.01) return '<1%';
+  return `${Math.round(p * 100)}%`;
 }
 
 function PatientRow({ row, now, flash, alert }) {
@@ -78,8 +102,10 @@ function PatientRow({ row, now, flash, alert }) {
     </td>
     <td data-field="risk" data-value=${score?.risk || ''}>
       <${RiskBadge} risk=${score?.risk} />
-      ${score?.degraded ? html` <span class="tag" title="The model was unavailable: rules decided alone">rules only</span>` : null}
-      ${score?.model ? html` <span class="model" title=${`Model ${score.model.version || ''}: probability of a serious adverse event`}>${Math.round(score.model.probability * 100)}%</span>` : null}
+      ${score?.degraded ? html` <span class="tag" data-field="degraded" title="The model was unavailable: rules decided alone">rules only</span>` : null}
+      ${score?.model
+        ? html` <span class="model" data-field="model" data-value=${score.model.probability} title=${modelHint(score.model)}>${percent(score.model.probability)}</span>`
+        : null}
     </td>
   </tr>`;
 }

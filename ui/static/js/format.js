@@ -89,3 +89,25 @@ export const STATUS_LABEL = {
   escalated: 'Escalated',
   resolved: 'Resolved',
 };
+
+// FEATURE_BASE names the vitals of the model's inputs (predictor-py/FEATURES.md).
+const FEATURE_BASE = {
+  respiratory_rate: 'Respiration rate',
+  spo2: 'SpO₂',
+  systolic_bp: 'Systolic BP',
+  heart_rate: 'Pulse',
+  temperature: 'Temperature',
+};
+
+// featureLabel reads a model input's name: spo2_slope_24h → "SpO₂ trend
+// (per hour, 24 h)".
+export function featureLabel(f) {
+  const other = { not_alert: 'Not alert (ACVPU)', on_oxygen: 'On oxygen', news2_total: 'NEWS2 total', age_band: 'Age band' };
+  if (other[f]) return other[f];
+  for (const [k, label] of Object.entries(FEATURE_BASE)) {
+    if (f === k) return label;
+    if (f === `${k}_delta_24h`) return `${label} change over 24 h`;
+    if (f === `${k}_slope_24h`) return `${label} trend per hour (24 h)`;
+  }
+  return String(f).replace(/_/g, ' ');
+}

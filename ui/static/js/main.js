@@ -9,7 +9,8 @@ import { html } from './html.js';
 import { STATE } from './live.js';
 import { NotifyToggle } from './notifications.js';
 import * as S from './session.js';
-import { RISKS, riskCounts, sortedAlerts, sortedPatients } from './state.js';
+import { exactTime } from './format.js';
+import { RISKS, modelStatus, riskCounts, sortedAlerts, sortedPatients } from './state.js';
 
 const EXPIRED = 'Your session has expired. Sign in again.';
 
@@ -179,9 +180,20 @@ function Shell({ session, site, setSite, signOut }) {
             : null}
         </div>`
       : null}
+    <${ModelBanner} model=${site ? modelStatus(feed.board) : null} />
     ${site
       ? html`<${SiteView} key=${site.key} feed=${feed} site=${site} />`
       : html`<${SitePicker} claims=${claims} known=${known} setSite=${setSite} />`}
+  </div>`;
+}
+
+// ModelBanner says, while the newest score was made without the configured
+// risk model, that scores come from the rules alone: a board must not look
+// the same with and without half of its scoring.
+function ModelBanner({ model }) {
+  if (!model || model.status !== 'degraded') return null;
+  return html`<div id="model-banner" class="banner banner-error" role="status" data-state="degraded">
+    <span><strong>Risk model unavailable.</strong> Scores since ${exactTime(model.since)} come from NEWS2 and the trial's rules alone; model probabilities return when the model is back.</span>
   </div>`;
 }
 

@@ -15,7 +15,24 @@ function ts(s) {
 }
 
 export function emptyBoard() {
-  return { patients: {}, alerts: {}, loaded: false };
+  return { patients: {}, alerts: {}, loaded: false, model: null };
+}
+
+// noteModel records what the newest score says of the risk model: scored
+// with it, degraded (a configured model failed and the rules decided alone),
+// or rules only (none configured). The board's model banner follows it.
+function noteModel(model, score) {
+  if (!score || !score.scored_at) return model;
+  if (model && ts(model.at) > ts(score.scored_at)) return model;
+  const status = score.degraded ? 'degraded' : score.model ? 'ok' : 'none';
+  // since: when the current status began, as far as this board has seen.
+  const since = model?.status === status ? model.since : score.scored_at;
+  return { status, at: score.scored_at, since, version: score.model?.version ?? model?.version ?? null };
+}
+
+// modelStatus is the newest score's word on the model, for the banner.
+export function modelStatus(state) {
+  return state.model;
 }
 
 // A row is a reading of DESIGN.md plus vitalsFor: the reading_id whose vitals
@@ -44,6 +61,7 @@ export function applySnapshot(state, { patients, alerts, touched }) {
   for (const e of patients || []) {
     if (!e || !e.patient_id) continue;
     next.patients[e.patient_id] = mergeRow(state.patients[e.patient_id], e);
+    next.model = noteModel(next.model, e.score);
   }
   if (alerts !== undefined) {
     const fresh = {};
@@ -92,7 +110,7 @@ export function applyScore(state, d) {
       score: d,
     };
   }
-  const next = { ...state, patients: { ...state.patients, [d.patient_id]: row } };
+  const next = { ...state, patients: { ...state.patients, [d.patient_id]: row }, model: noteModel(state.model, d) };
   return { state: next, changed: true, stale: row.vitalsFor !== row.reading_id };
 }
 
