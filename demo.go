@@ -78,7 +78,7 @@ func applyDemoTrial(ctx context.Context, base string, iss auth.Issuer, sites []s
 	// registry lags the identity provider.
 	for i := range 12 {
 		id := fmt.Sprintf("P%04d", 1001+i)
-		rec := map[string]any{"status": trial.Enrolled}
+		rec := map[string]any{"status": trial.Enrolled, "age_band": trial.AgeBands()[i%4]}
 		if i == 2 {
 			rec["spo2_scale"] = 2
 		}

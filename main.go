@@ -172,6 +172,15 @@ func demoSecret(cfg config.Config) (string, error) {
 	return secret, nil
 }
 
+// modelLine tells the demo's user where the risk model is, and what they see
+// without it.
+func modelLine(cfg config.Config) string {
+	if cfg.PredictorAddr == "" {
+		return "No risk model is configured (VIGIL_PREDICTOR_ADDR):\nscores come from the rules alone."
+	}
+	return "Risk model: predictor-py at " + cfg.PredictorAddr + ". While it is down, scores\nare degraded (rules alone) and the board says the model is unavailable."
+}
+
 const (
 	demoTrial    = "T008"
 	demoSites    = 4
@@ -214,8 +223,9 @@ Vigil demo is running: trial %s, %d sites, %d simulated patients (a few deterior
 
 The trial's protocol (limits, escalation through the board) and 12 registry
 records were applied through the admin API; see docs/examples/trial-T008.yaml
-for a full protocol file. Press Ctrl-C to stop. Data is kept in %s.
-`, demoTrial, demoSites, demoPatients, sites[0], base, pi, sites[0], sites[1], base, cra, base, safety, cfg.DB)
+for a full protocol file. %s
+Press Ctrl-C to stop. Data is kept in %s.
+`, demoTrial, demoSites, demoPatients, sites[0], base, pi, sites[0], sites[1], base, cra, base, safety, modelLine(cfg), cfg.DB)
 	simCfg := sim.Config{URL: base, Trial: demoTrial, Sites: demoSites, Patients: demoPatients,
 		Rate: 20, Deteriorating: 0.04, Workers: 8, Issuer: iss, Seed: uint64(time.Now().UnixNano())}
 	patients, err := sim.Cohort(simCfg, time.Now())
