@@ -14,16 +14,15 @@ import (
 type storeHistory struct{ st store.Store }
 
 func (h storeHistory) Recent(ctx context.Context, trialID, siteID, patientID string, from, to time.Time) ([]predictor.Observation, []string, error) {
-	recs, err := h.st.PatientReadings(ctx, store.ReadingQuery{TrialID: trialID, SiteID: siteID, PatientID: patientID,
-		Since: from, Until: to, Limit: predictor.MaxWindowReadings, Last: true})
+	rs, err := h.st.RecentReadings(ctx, trialID, siteID, patientID, from, to, predictor.MaxWindowReadings)
 	if err != nil {
-		return nil, nil, fmt.Errorf("patient readings: %w", err)
+		return nil, nil, fmt.Errorf("recent readings: %w", err)
 	}
-	obs := make([]predictor.Observation, 0, len(recs))
-	ids := make([]string, 0, len(recs))
-	for _, r := range recs {
-		obs = append(obs, predictor.Observation{MeasuredAt: r.Reading.MeasuredAt, Vitals: r.Reading.Vitals})
-		ids = append(ids, r.Reading.ReadingID)
+	obs := make([]predictor.Observation, len(rs))
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		obs[i] = predictor.Observation{MeasuredAt: r.MeasuredAt, Vitals: r.Vitals}
+		ids[i] = r.ReadingID
 	}
 	return obs, ids, nil
 }

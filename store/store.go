@@ -63,13 +63,9 @@ type ReadingQuery struct {
 	// are neither skipped nor repeated; a Seq that is not one of this patient's
 	// readings gives ErrNotFound.
 	AfterSeq int64
-	// Since, if set, returns readings measured at or after it; Until, if
-	// set, at or before it.
-	Since, Until time.Time
-	Limit        int
-	// Last selects the last Limit readings of the range instead of the
-	// first (still returned oldest first): a patient's most recent history.
-	Last bool
+	// Since, if set, returns readings measured at or after it.
+	Since time.Time
+	Limit int
 }
 
 // AlertQuery selects alerts. Visible restricts them to sites the caller may
@@ -151,6 +147,11 @@ type Store interface {
 	LatestByPatient(ctx context.Context, trialID, siteID string) ([]Record, error)
 	// PatientReadings returns one patient's readings, oldest first.
 	PatientReadings(ctx context.Context, q ReadingQuery) ([]Record, error)
+	// RecentReadings returns at most limit of the patient's most recent
+	// readings measured in [from, to], oldest first (measured_at, then
+	// arrival), without scores: the risk model's feature window. It runs for
+	// every reading scored with a model, so implementations keep it cheap.
+	RecentReadings(ctx context.Context, trialID, siteID, patientID string, from, to time.Time, limit int) ([]reading.Reading, error)
 	// Reading returns one reading by id.
 	Reading(ctx context.Context, readingID string) (Record, error)
 	// Alerts returns alerts, most recently updated first.

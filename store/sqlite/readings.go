@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"vigil/reading"
 	"vigil/scoring"
 	"vigil/store"
 )
@@ -226,16 +227,9 @@ func (s *Store) PatientReadings(ctx context.Context, q store.ReadingQuery) ([]st
 		}
 		cursorSeq = q.AfterSeq
 	}
-	since, until := "", ""
+	since := ""
 	if !q.Since.IsZero() {
 		since = formatTime(q.Since)
-	}
-	if !q.Until.IsZero() {
-		until = formatTime(q.Until)
-	}
-	order := "r.measured_at, r.seq"
-	if q.Last {
-		order = "r.measured_at DESC, r.seq DESC"
 	}
 	rows, err := s.rdb.QueryContext(ctx, `
 		SELECT `+recordColumns+`
@@ -243,14 +237,12 @@ func (s *Store) PatientReadings(ctx context.Context, q store.ReadingQuery) ([]st
 		LEFT JOIN scores s ON s.reading_id = r.reading_id
 		WHERE r.trial_id = ? AND r.site_id = ? AND r.patient_id = ?
 		  AND r.measured_at >= ?
-		  AND (? = '' OR r.measured_at <= ?)
 		  AND r.measured_at >= ?
 		  AND (r.measured_at > ? OR r.seq > ?)
-		ORDER BY `+order+`
+		ORDER BY r.measured_at, r.seq
 		LIMIT ?`,
 		q.TrialID, q.SiteID, q.PatientID,
 		since,
-		until, until,
 		cursorAt,
 		cursorAt, cursorSeq,
 		clampLimit(q.Limit))
@@ -261,10 +253,43 @@ func (s *Store) PatientReadings(ctx context.Context, q store.ReadingQuery) ([]st
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: patient readings: %w", err)
 	}
-	if q.Last {
-		slices.Reverse(recs)
-	}
 	return recs, nil
+}
+
+// recentReadingsSQL selects a patient's most recent readings in a time range,
+// newest first, by the readings_patient_measured index.
+const recentReadingsSQL = `
+	SELECT reading_json FROM readings
+	WHERE trial_id = ? AND site_id = ? AND patient_id = ?
+	  AND measured_at >= ? AND measured_at <= ?
+	ORDER BY measured_at DESC, seq DESC
+	LIMIT ?`
+
+// RecentReadings returns at most limit of the patient's most recent readings
+// measured in [from, to], oldest first, without scores.
+func (s *Store) RecentReadings(ctx context.Context, trialID, siteID, patientID string, from, to time.Time, limit int) ([]reading.Reading, error) {
+	rows, err := s.recent.QueryContext(ctx, trialID, siteID, patientID, formatTime(from), formatTime(to), clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: recent readings: %w", err)
+	}
+	defer rows.Close()
+	out := []reading.Reading{}
+	for rows.Next() {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
+			return nil, fmt.Errorf("sqlite: recent readings: %w", err)
+		}
+		var r reading.Reading
+		if err := json.Unmarshal(doc, &r); err != nil {
+			return nil, fmt.Errorf("sqlite: recent readings: decode: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: recent readings: %w", err)
+	}
+	slices.Reverse(out)
+	return out, nil
 }
 
 // Reading returns one reading with its score.

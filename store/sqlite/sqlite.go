@@ -101,6 +101,10 @@ type Store struct {
 	wdb   *sql.DB
 	rdb   *sql.DB
 	stmts *writeStmts
+	// recent is RecentReadings' query, prepared once: it runs for every
+	// reading scored with the model, and parsing it each time cost more
+	// than running it (pprof).
+	recent *sql.Stmt
 
 	ops        chan *op
 	writerDone chan struct{}
@@ -181,7 +185,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	rdb.SetMaxOpenConns(cfg.readConns)
 	rdb.SetMaxIdleConns(cfg.readConns)
-	if err := rdb.PingContext(ctx); err != nil {
+	var recent *sql.Stmt
+	err = rdb.PingContext(ctx)
+	if err == nil {
+		recent, err = rdb.PrepareContext(ctx, recentReadingsSQL)
+	}
+	if err != nil {
 		_ = rdb.Close()
 		stmts.close()
 		_ = wdb.Close()
@@ -193,6 +202,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		wdb:        wdb,
 		rdb:        rdb,
 		stmts:      stmts,
+		recent:     recent,
 		ops:        make(chan *op, 4*cfg.maxBatch),
 		writerDone: make(chan struct{}),
 	}
@@ -240,7 +250,7 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		<-s.writerDone
 		s.stmts.close()
-		s.closeErr = errors.Join(s.rdb.Close(), s.wdb.Close())
+		s.closeErr = errors.Join(s.recent.Close(), s.rdb.Close(), s.wdb.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", s.closeErr)
 		}

@@ -438,51 +438,23 @@ func testPatientReadings(t *testing.T, s store.Store) {
 	}
 
 	tests := []struct {
-		name         string
-		limit        int
-		since, until time.Time
-		want         []string
+		name  string
+		limit int
+		since time.Time
+		want  []string
 	}{
-		{"pages of 2 cover everything once, late arrivals included", 2, time.Time{}, time.Time{}, want},
-		{"pages of 1", 1, time.Time{}, time.Time{}, want},
-		{"pages of 3", 3, time.Time{}, time.Time{}, want},
-		{"since is inclusive", 2, at(20), time.Time{}, want[2:]},
-		{"since between readings", 100, at(26), time.Time{}, want[5:]},
-		{"since after everything", 100, at(41), time.Time{}, []string{}},
-		{"until is inclusive", 2, time.Time{}, at(20), want[:4]},
-		{"since and until", 100, at(10), at(25), want[1:5]},
-		{"until before everything", 100, time.Time{}, at(4), []string{}},
+		{"pages of 2 cover everything once, late arrivals included", 2, time.Time{}, want},
+		{"pages of 1", 1, time.Time{}, want},
+		{"pages of 3", 3, time.Time{}, want},
+		{"since is inclusive", 2, at(20), want[2:]},
+		{"since between readings", 100, at(26), want[5:]},
+		{"since after everything", 100, at(41), []string{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			q := q
-			q.Limit, q.Since, q.Until = tc.limit, tc.since, tc.until
+			q.Limit, q.Since = tc.limit, tc.since
 			if got := pageThrough(t, q); !slices.Equal(got, tc.want) {
-				t.Errorf("got %v, want %v", got, tc.want)
-			}
-		})
-	}
-
-	// Last: a patient's most recent history, still oldest first.
-	lasts := []struct {
-		name  string
-		limit int
-		until time.Time
-		want  []string
-	}{
-		{"last 3", 3, time.Time{}, want[4:]},
-		{"last 2 up to minute 25", 2, at(25), want[3:5]},
-		{"last 100: everything", 100, time.Time{}, want},
-	}
-	for _, tc := range lasts {
-		t.Run(tc.name, func(t *testing.T) {
-			q := q
-			q.Limit, q.Until, q.Last = tc.limit, tc.until, true
-			recs, err := s.PatientReadings(t.Context(), q)
-			if err != nil {
-				t.Fatalf("PatientReadings: %v", err)
-			}
-			if got := readingIDs(recs); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
@@ -546,6 +518,56 @@ func testPatientReadingsLimits(t *testing.T, s store.Store) {
 			}
 			if recs[0].Reading.ReadingID != in[0].Reading.ReadingID {
 				t.Errorf("first = %s, want the oldest", recs[0].Reading.ReadingID)
+			}
+		})
+	}
+}
+
+func testRecentReadings(t *testing.T, s store.Store) {
+	// P1's readings by measured minute, in arrival order: late arrivals and a
+	// tie at minute 20, as in testPatientReadings.
+	minutes := []int{10, 20, 30, 40, 5, 20, 25}
+	var p1 []string
+	for _, m := range minutes {
+		nr := newReading("P1", "T1", "S1", at(m))
+		mustInsert(t, s, nr)
+		p1 = append(p1, nr.Reading.ReadingID)
+		mustInsert(t, s, newReading("P2", "T1", "S1", at(m)))
+		mustInsert(t, s, newReading("P1", "T1", "S2", at(m)))
+	}
+	// Oldest first by measured_at; the tie at 20 in arrival order.
+	order := []int{4, 0, 1, 5, 6, 2, 3}
+	all := make([]string, len(order))
+	for i, k := range order {
+		all[i] = p1[k]
+	}
+	tests := []struct {
+		name     string
+		from, to time.Time
+		limit    int
+		want     []string
+	}{
+		{"everything", at(0), at(60), 100, all},
+		{"the most recent 3", at(0), at(60), 3, all[4:]},
+		{"bounds are inclusive", at(10), at(25), 100, all[1:5]},
+		{"the most recent 2 up to minute 20: the tie's later arrival last", at(0), at(20), 2, all[2:4]},
+		{"nothing in range", at(41), at(60), 100, []string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.RecentReadings(t.Context(), "T1", "S1", "P1", tc.from, tc.to, tc.limit)
+			if err != nil {
+				t.Fatalf("RecentReadings: %v", err)
+			}
+			ids := []string{}
+			for _, r := range got {
+				ids = append(ids, r.ReadingID)
+				if r.PatientID != "P1" || r.SiteID != "S1" || r.Vitals.HeartRate == nil {
+					t.Fatalf("reading %+v: another patient's, or without its vitals", r)
+				}
+			}
+			if !slices.Equal(ids, tc.want) {
+				t.Errorf("got %v, want %v", ids, tc.want)
 			}
 		})
 	}

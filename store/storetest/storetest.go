@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LatestByPatient", testLatestByPatient},
 		{"PatientReadings", testPatientReadings},
 		{"PatientReadingsLimits", testPatientReadingsLimits},
+		{"RecentReadings", testRecentReadings},
 		{"ApplyAlert", testApplyAlert},
 		{"ApplyAlertResolvedIsNotCurrent", testApplyAlertResolved},
 		{"ApplyAlertConcurrent", testApplyAlertConcurrent},
