@@ -103,6 +103,11 @@ func serve(ctx context.Context, args []string, demo bool) error {
 	if err := prepareDB(cfg); err != nil {
 		return err
 	}
+	if cfg.PprofAddr != "" {
+		if err := servePprof(ctx, cfg.PprofAddr, log); err != nil {
+			return err
+		}
+	}
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -176,9 +181,9 @@ func demoSecret(cfg config.Config) (string, error) {
 // without it.
 func modelLine(cfg config.Config) string {
 	if cfg.PredictorAddr == "" {
-		return "No risk model is configured (VIGIL_PREDICTOR_ADDR):\nscores come from the rules alone."
+		return "No risk model is configured (VIGIL_PREDICTOR_ADDR): scores come from the\nrules alone."
 	}
-	return "Risk model: predictor-py at " + cfg.PredictorAddr + ". While it is down, scores\nare degraded (rules alone) and the board says the model is unavailable."
+	return "Risk model: predictor-py at " + cfg.PredictorAddr + ". While it is down, scores are\ndegraded (rules alone) and the board says the model is unavailable."
 }
 
 const (
@@ -223,7 +228,10 @@ Vigil demo is running: trial %s, %d sites, %d simulated patients (a few deterior
 
 The trial's protocol (limits, escalation through the board) and 12 registry
 records were applied through the admin API; see docs/examples/trial-T008.yaml
-for a full protocol file. %s
+for a full protocol file.
+
+%s
+
 Press Ctrl-C to stop. Data is kept in %s.
 `, demoTrial, demoSites, demoPatients, sites[0], base, pi, sites[0], sites[1], base, cra, base, safety, modelLine(cfg), cfg.DB)
 	simCfg := sim.Config{URL: base, Trial: demoTrial, Sites: demoSites, Patients: demoPatients,

@@ -47,6 +47,10 @@ type Config struct {
 	SMTPUsername       string        `env:"VIGIL_SMTP_USERNAME"`
 	SMTPPassword       string        `env:"VIGIL_SMTP_PASSWORD"`
 	PublicURL          string        `env:"VIGIL_PUBLIC_URL"`
+
+	// PprofAddr, when set, serves net/http/pprof on its own listener, for
+	// profiling a running node; keep it on loopback.
+	PprofAddr string `env:"VIGIL_PPROF_ADDR"`
 }
 
 // Load reads the environment, then args as flags overriding it.
@@ -92,6 +96,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.SMTPFrom, "smtp-from", c.SMTPFrom, "VIGIL_SMTP_FROM: sender address")
 	fs.StringVar(&c.SMTPUsername, "smtp-username", c.SMTPUsername, "VIGIL_SMTP_USERNAME: SMTP AUTH user (optional)")
 	fs.StringVar(&c.SMTPPassword, "smtp-password", c.SMTPPassword, "VIGIL_SMTP_PASSWORD: SMTP AUTH password")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", c.PprofAddr, "VIGIL_PPROF_ADDR: serve net/http/pprof here (loopback; empty: off)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "VIGIL_PUBLIC_URL: the board's URL, for links in notifications")
 }
 
