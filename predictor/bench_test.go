@@ -11,9 +11,10 @@ import (
 )
 
 // BenchmarkPredictions measures predictions/s against the real predictor-py
-// from concurrent scorings (RunParallel with 16 goroutines per core), with
-// micro-batching (PredictBatch, up to 64 per call) and without it (one
-// Predict call each). The features are a realistic full set.
+// from concurrent scorings (RunParallel with 16 or 64 goroutines per core;
+// the scoring pool runs up to 1,024 at once), with micro-batching
+// (PredictBatch, up to 64 per call) and without it (one Predict call each).
+// The features are a realistic full set.
 func BenchmarkPredictions(b *testing.B) {
 	srv := predictortest.Start(b, "")
 	features := map[string]float32{
@@ -28,31 +29,33 @@ func BenchmarkPredictions(b *testing.B) {
 		name  string
 		batch int
 	}{{"batched", 64}, {"unbatched", 1}} {
-		b.Run(mode.name, func(b *testing.B) {
-			c, err := predictor.New(predictor.Config{Addr: srv.Addr, Timeout: 5 * time.Second, BatchSize: mode.batch,
-				BreakerFailures: 1 << 30})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			// Connect and warm up outside the timing.
-			if _, err := c.Predict(context.Background(), predictor.Request{PatientID: "P0", Features: features}); err != nil {
-				b.Fatal(err)
-			}
-			b.SetParallelism(16)
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					i++
-					if _, err := c.Predict(context.Background(), predictor.Request{PatientID: fmt.Sprint("P", i), Features: features}); err != nil {
-						b.Error(err)
-						return
-					}
+		for _, perCore := range []int{16, 64} {
+			b.Run(fmt.Sprintf("%s/callers=%dxGOMAXPROCS", mode.name, perCore), func(b *testing.B) {
+				c, err := predictor.New(predictor.Config{Addr: srv.Addr, Timeout: 5 * time.Second, BatchSize: mode.batch,
+					BreakerFailures: 1 << 30})
+				if err != nil {
+					b.Fatal(err)
 				}
+				defer c.Close()
+				// Connect and warm up outside the timing.
+				if _, err := c.Predict(context.Background(), predictor.Request{PatientID: "P0", Features: features}); err != nil {
+					b.Fatal(err)
+				}
+				b.SetParallelism(perCore)
+				b.ResetTimer()
+				start := time.Now()
+				b.RunParallel(func(pb *testing.PB) {
+					i := 0
+					for pb.Next() {
+						i++
+						if _, err := c.Predict(context.Background(), predictor.Request{PatientID: fmt.Sprint("P", i), Features: features}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "predictions/s")
 			})
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "predictions/s")
-		})
+		}
 	}
 }
