@@ -116,10 +116,6 @@ func crosses(value float64, l trial.VitalLimit) bool {
 	return false
 }
 
-// DefaultModelThreshold is the model probability that raises an alert when
-// the protocol sets none.
-const DefaultModelThreshold = 0.5
-
 // Candidate applies the protocol's alert rules to a scored reading and
 // returns the alert it calls for, if any. Each rule that fires adds a reason
 // and a finding: NEWS2 at or above the protocol's band (default medium), a
@@ -137,10 +133,7 @@ func Candidate(s Score, r reading.Reading, p trial.Protocol) (Alert, bool) {
 		severity = maxRisk(severity, sev)
 	}
 	n := s.NEWS2
-	minBand := p.Thresholds.NEWS2Band
-	if minBand == "" {
-		minBand = BandMedium
-	}
+	minBand := p.Thresholds.Band()
 	if bandRank(n.Band) >= bandRank(minBand) && bandRank(n.Band) >= bandRank(BandLowMedium) {
 		total := float64(n.Total)
 		add(Finding{Reason: ReasonNEWS2High, Parameter: "news2", Value: &total}, news2Severity(n.Band))
@@ -171,19 +164,12 @@ func Candidate(s Score, r reading.Reading, p trial.Protocol) (Alert, bool) {
 		add(Finding{Reason: ReasonVitalLimit, Parameter: name, Value: &val, Grade: l.Grade}, vitalSeverity(l.Grade))
 	}
 	if s.Model != nil {
-		threshold := p.Thresholds.ModelProbability
-		if threshold <= 0 {
-			threshold = DefaultModelThreshold
-		}
-		if s.Model.Probability >= threshold {
+		if s.Model.Probability >= p.Thresholds.ModelThreshold() {
 			prob := s.Model.Probability
 			add(Finding{Reason: ReasonModelSAERisk, Parameter: "model_probability", Value: &prob}, RiskHigh)
 		}
 	}
-	minGrade := p.Thresholds.SymptomGrade
-	if minGrade <= 0 {
-		minGrade = 3
-	}
+	minGrade := p.Thresholds.SymptomThreshold()
 	for _, sym := range r.Symptoms {
 		if sym.Grade >= minGrade {
 			add(Finding{Reason: ReasonSymptomSevere, Parameter: sym.Term, Grade: sym.Grade}, symptomSeverity(sym.Grade))
