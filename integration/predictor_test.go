@@ -230,6 +230,12 @@ func TestModelOutageIsDegradedAndRecovers(t *testing.T) {
 			t.Fatalf("reading %s: model %v degraded %v", id, s["model"], s["degraded"])
 		}
 	}
+	ev.mu.Lock()
+	err := ev.err
+	ev.mu.Unlock()
+	if err != nil {
+		t.Fatalf("board session: %v", err)
+	}
 	if withModel == 0 || degraded == 0 {
 		t.Fatalf("%d readings scored with the model and %d degraded: the outage was not exercised", withModel, degraded)
 	}
@@ -245,16 +251,22 @@ func TestModelOutageIsDegradedAndRecovers(t *testing.T) {
 // costs each reading at most the deadline; scores arrive degraded, long
 // before the model would have answered.
 func TestSlowPredictorDoesNotSlowTheBoard(t *testing.T) {
-	const delay = time.Second
+	const (
+		delay    = 2 * time.Second
+		deadline = 50 * time.Millisecond
+		// margin is what a reading takes to reach the board without any
+		// model, with room for a loaded machine and the race detector.
+		margin = 450 * time.Millisecond
+	)
 	addr := predictortest.Start(t, "", "--delay-ms", strconv.Itoa(int(delay/time.Millisecond))).Addr
-	n := start(t, tempDB(t), "VIGIL_PREDICTOR_ADDR="+addr, "VIGIL_PREDICTOR_TIMEOUT=50ms", "VIGIL_RATE_PER_PATIENT=0")
+	n := start(t, tempDB(t), "VIGIL_PREDICTOR_ADDR="+addr, "VIGIL_PREDICTOR_TIMEOUT="+deadline.String(), "VIGIL_RATE_PER_PATIENT=0")
 	board := connect(t, n, staffToken(t, auth.RolePI, []string{"T008"}, "T008/S01"))
 	board.subscribe("site:T008:S01", nil)
 	ev := watch(t, board)
 	var worst time.Duration
 	for i := range 12 {
 		id, sent := postReading(t, n, fmt.Sprintf("P32%02d", i), vitalsOK())
-		if took := time.Since(sent); took >= delay {
+		if took := time.Since(sent); took >= deadline+margin {
 			t.Fatalf("POST took %v: ingest waited for the model", took)
 		}
 		s, at := ev.waitScore(t, id, 5*time.Second)
@@ -263,8 +275,8 @@ func TestSlowPredictorDoesNotSlowTheBoard(t *testing.T) {
 		}
 		worst = max(worst, at.Sub(sent))
 	}
-	if worst >= delay {
-		t.Fatalf("slowest POST-to-board %v: the board waited for a model slower than its deadline", worst)
+	if worst >= deadline+margin {
+		t.Fatalf("slowest POST-to-board %v with a %v deadline: the board waited for a model that takes %v", worst, deadline, delay)
 	}
-	t.Logf("slowest POST-to-board with a model %v slower than its 50ms deadline: %v", delay, worst)
+	t.Logf("slowest POST-to-board with a model %v slower than its %v deadline: %v", delay, deadline, worst)
 }

@@ -87,10 +87,12 @@ var (
 // The risk model (predictor-py over gRPC).
 var (
 	// PredictorCalls counts calls to predictor-py by outcome: ok, error,
-	// timeout, or rejected (the breaker was open and no call was made).
+	// timeout, invalid (the service refused the request: Go and Python
+	// disagree on the features), or rejected (the breaker was open and no
+	// call was made).
 	PredictorCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_predictor_calls_total",
-		Help: "Calls to predictor-py, by outcome (ok, error, timeout, rejected by the open breaker).",
+		Help: "Calls to predictor-py, by outcome (ok, error, timeout, invalid, rejected by the open breaker).",
 	}, []string{"outcome"})
 	// PredictorBatchSize is the number of predictions per call.
 	PredictorBatchSize = prometheus.NewHistogram(prometheus.HistogramOpts{

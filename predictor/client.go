@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -116,7 +117,11 @@ type Client struct {
 	sem  chan struct{}
 	quit chan struct{}
 	wg   sync.WaitGroup
-	mu   sync.Mutex // guards inFlight
+	// invalid limits the log of refused requests to one a minute.
+	invalid   rate.Sometimes
+	closeOnce sync.Once
+	closeErr  error
+	mu        sync.Mutex // guards inFlight
 	// inFlight counts batch calls on the wire; BatchWait applies only
 	// while it is non-zero.
 	inFlight int
@@ -158,19 +163,22 @@ func New(cfg Config) (*Client, error) {
 		sem:    make(chan struct{}, cfg.MaxInFlight),
 		quit:   make(chan struct{}),
 	}
+	c.invalid.Interval = time.Minute
 	c.cb = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "predictor",
 		MaxRequests: 1,
 		Timeout:     cfg.BreakerOpen,
 		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= cfg.BreakerFailures },
-		// A caller's cancellation or a request the model refused says
-		// nothing about the service's health.
+		// A request the model refused was answered by a healthy service
+		// (its cause is logged: it means Go and Python disagree on the
+		// features); a cancellation says nothing either way and is not
+		// counted at all, so it can neither reset a run of failures nor
+		// close a half-open breaker.
 		IsSuccessful: func(err error) bool {
-			switch status.Code(err) {
-			case codes.OK, codes.Canceled, codes.InvalidArgument:
-				return true
-			}
-			return false
+			return err == nil || status.Code(err) == codes.InvalidArgument
+		},
+		IsExcluded: func(err error) bool {
+			return status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled)
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			metrics.PredictorBreakerState.Set(float64(to))
@@ -194,7 +202,12 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Predict(ctx context.Context, r Request) (Prediction, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	if c.cb.State() == gobreaker.StateOpen {
+	select {
+	case <-c.quit:
+		return Prediction{}, ErrUnavailable
+	default:
+	}
+	if c.open() {
 		metrics.PredictorCalls.WithLabelValues("rejected").Inc()
 		return Prediction{}, ErrUnavailable
 	}
@@ -225,12 +238,20 @@ func (c *Client) Predict(ctx context.Context, r Request) (Prediction, error) {
 	}
 }
 
-// execute makes one call through the breaker and records it.
+// open reports whether the breaker is open: no call is being made.
+func (c *Client) open() bool { return c.cb.State() == gobreaker.StateOpen }
+
+// execute makes one call of n predictions through the breaker and records
+// it; a call the breaker refuses is counted as rejected, not as a call.
 func (c *Client) execute(ctx context.Context, n int, f func(context.Context) (any, error)) (any, error) {
-	start := time.Now()
-	resp, err := c.cb.Execute(func() (any, error) { return f(ctx) })
-	metrics.PredictorCallSeconds.Observe(time.Since(start).Seconds())
-	metrics.PredictorBatchSize.Observe(float64(n))
+	resp, err := c.cb.Execute(func() (any, error) {
+		start := time.Now()
+		defer func() {
+			metrics.PredictorCallSeconds.Observe(time.Since(start).Seconds())
+			metrics.PredictorBatchSize.Observe(float64(n))
+		}()
+		return f(ctx)
+	})
 	switch {
 	case err == nil:
 		metrics.PredictorCalls.WithLabelValues("ok").Inc()
@@ -238,6 +259,15 @@ func (c *Client) execute(ctx context.Context, n int, f func(context.Context) (an
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
 		metrics.PredictorCalls.WithLabelValues("rejected").Inc()
 		return nil, ErrUnavailable
+	case status.Code(err) == codes.InvalidArgument:
+		metrics.PredictorCalls.WithLabelValues("invalid").Inc()
+		// Vigil validated the reading, so a refused request means the two
+		// sides disagree on the features (a deploy of mismatched versions):
+		// say so loudly, but not once per reading. The server's message
+		// names the feature, never its value.
+		c.invalid.Do(func() {
+			c.cfg.Logger.Error("predictor refused a request: Vigil and predictor-py disagree on the features (predictor-py/FEATURES.md)", "err", status.Convert(err).Message())
+		})
 	case status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
 		metrics.PredictorCalls.WithLabelValues("timeout").Inc()
 	default:
@@ -247,8 +277,11 @@ func (c *Client) execute(ctx context.Context, n int, f func(context.Context) (an
 }
 
 // batch gathers queued predictions into PredictBatch calls: everything
-// already queued goes at once; while other calls are in flight it also waits
-// up to BatchWait for more, since the next slot is not free yet anyway.
+// already queued goes at once. While other calls are in flight the service
+// is busy, and a call's fixed cost (a round trip, the server's per-call
+// work) outweighs the model's per-prediction work many times over, so it
+// also waits up to BatchWait for more to join: at most that much latency,
+// for fewer calls. On an idle client nothing waits.
 func (c *Client) batch() {
 	defer c.wg.Done()
 	for {
@@ -302,8 +335,11 @@ func (c *Client) drain(b []*call) []*call {
 	return b
 }
 
-// send makes one batch call under the earliest deadline of its callers and
-// answers each. Callers whose deadline passed while queued are left out.
+// send makes one batch call and answers each caller. The call runs until
+// the latest deadline of its callers: each caller gives up at its own
+// deadline anyway, and holding the whole batch to its most hurried member's
+// would time out calls to a healthy service under load, and trip the
+// breaker. Callers whose deadline passed while queued are left out.
 func (c *Client) send(b []*call) {
 	defer func() {
 		c.mu.Lock()
@@ -319,7 +355,7 @@ func (c *Client) send(b []*call) {
 			continue
 		}
 		live = append(live, cl)
-		if d, ok := cl.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		if d, ok := cl.ctx.Deadline(); ok && d.After(deadline) {
 			deadline = d
 		}
 	}
@@ -375,7 +411,7 @@ func convert(r *predictionpb.PredictionResponse) (Prediction, error) {
 // Check asks the predictor's gRPC health service whether the model is
 // serving, and reports an open breaker as a failure too.
 func (c *Client) Check(ctx context.Context) error {
-	if c.cb.State() == gobreaker.StateOpen {
+	if c.open() {
 		return ErrUnavailable
 	}
 	resp, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{Service: predictionpb.RiskPredictor_ServiceDesc.ServiceName})
@@ -394,10 +430,12 @@ func (c *Client) State() string { return c.cb.State().String() }
 // Close stops batching and closes the connection; predictions asked for
 // after Close fail with ErrUnavailable.
 func (c *Client) Close() error {
-	close(c.quit)
-	c.wg.Wait()
-	if err := c.conn.Close(); err != nil {
-		return fmt.Errorf("predictor: close: %w", err)
-	}
-	return nil
+	c.closeOnce.Do(func() {
+		close(c.quit)
+		c.wg.Wait()
+		if err := c.conn.Close(); err != nil {
+			c.closeErr = fmt.Errorf("predictor: close: %w", err)
+		}
+	})
+	return c.closeErr
 }

@@ -308,3 +308,55 @@ func TestProbabilityOutOfRangeIsAnError(t *testing.T) {
 		t.Fatalf("probability 1.5 accepted: %+v", p)
 	}
 }
+
+// TestCancellationIsNotCounted: a cancelled call neither resets a run of
+// failures nor counts as one (STACK.md: exclude cancellations).
+func TestCancellationIsNotCounted(t *testing.T) {
+	m := &modelServer{}
+	m.set(0, codes.Unavailable)
+	addr, _ := serve(t, m, "127.0.0.1:0")
+	c := newClient(t, predictor.Config{Addr: addr, Timeout: 5 * time.Second, BatchSize: 1, BreakerFailures: 3})
+	ctx := context.Background()
+	for range 2 {
+		if _, err := c.Predict(ctx, req(1)); err == nil {
+			t.Fatal("the failing server answered")
+		}
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.Predict(cancelled, req(2)); err == nil {
+		t.Fatal("a cancelled call answered")
+	}
+	if c.State() != "closed" {
+		t.Fatalf("breaker %s after 2 failures and a cancellation, want closed", c.State())
+	}
+	if _, err := c.Predict(ctx, req(3)); err == nil {
+		t.Fatal("the failing server answered")
+	}
+	if c.State() != "open" {
+		t.Fatalf("breaker %s after 3 failures with a cancellation between: the cancellation reset the count", c.State())
+	}
+}
+
+func TestCloseIsFinal(t *testing.T) {
+	m := &modelServer{}
+	addr, _ := serve(t, m, "127.0.0.1:0")
+	for _, size := range []int{1, 64} {
+		c, err := predictor.New(predictor.Config{Addr: addr, Timeout: time.Second, BatchSize: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Predict(context.Background(), req(1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		if _, err := c.Predict(context.Background(), req(2)); !errors.Is(err, predictor.ErrUnavailable) {
+			t.Fatalf("batch %d: Predict after Close: %v, want ErrUnavailable", size, err)
+		}
+	}
+}

@@ -132,3 +132,67 @@ func TestPipelineWithoutModel(t *testing.T) {
 		t.Fatalf("rules-only score: model %+v degraded %v", s.Model, s.Degraded)
 	}
 }
+
+// TestLessInformedScoresNeverLowerAnOpenAlert: after a model alert, a score
+// made without the model, or from a partial NEWS2, may not lower the alert's
+// current risk; a full score may.
+func TestLessInformedScoresNeverLowerAnOpenAlert(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	normal := vitals(16, 97, 120, 72, 36.8, "alert")
+	partial := normal
+	partial.Temperature = nil
+	steps := []struct {
+		name    string
+		model   *stubModel
+		vitals  reading.Vitals
+		current string // the alert's current risk after the step
+	}{
+		{"the model alerts", &stubModel{prob: 0.9}, normal, scoring.RiskHigh},
+		{"degraded normal reading: unchanged", &stubModel{err: predictor.ErrUnavailable}, normal, scoring.RiskHigh},
+		{"partial NEWS2 with the model low: unchanged", &stubModel{prob: 0.1}, partial, scoring.RiskHigh},
+		{"full score with the model low: lowered", &stubModel{prob: 0.1}, normal, scoring.RiskNone},
+	}
+	st := newMemStore()
+	m := &switchModel{}
+	p, err := scoring.NewPipeline(st, bus.NewMemory(10), scoring.PipelineConfig{Workers: 1, Model: m,
+		History: listHistory{}, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, step := range steps {
+		m.use(step.model)
+		r := reading.Reading{ReadingID: "r" + string(rune('a'+i)), PatientID: "P1", TrialID: "T1", SiteID: "S1",
+			MeasuredAt: t0.Add(time.Duration(i) * time.Hour), Vitals: step.vitals}
+		if err := p.Process(context.Background(), scoring.Input{Reading: r, ReceivedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.alerts["P1"].CurrentRisk; got != step.current {
+			t.Fatalf("%s: current risk %q, want %q", step.name, got, step.current)
+		}
+	}
+}
+
+// switchModel delegates to the stub a step sets.
+type switchModel struct {
+	mu sync.Mutex
+	m  *stubModel
+}
+
+func (s *switchModel) use(m *stubModel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m = m
+}
+
+func (s *switchModel) Predict(ctx context.Context, r predictor.Request) (predictor.Prediction, error) {
+	s.mu.Lock()
+	m := s.m
+	s.mu.Unlock()
+	return m.Predict(ctx, r)
+}
+
+func TestModelNeedsHistory(t *testing.T) {
+	if _, err := scoring.NewPipeline(newMemStore(), bus.NewMemory(10), scoring.PipelineConfig{Model: &stubModel{}}); err == nil {
+		t.Fatal("a model without a history was accepted: its first reading would panic")
+	}
+}

@@ -106,6 +106,9 @@ func NewPipeline(store Store, pub Publisher, cfg PipelineConfig) (*Pipeline, err
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if (cfg.Model == nil) != (cfg.History == nil) {
+		return nil, errors.New("scoring: a model needs a history for its features, and a history is for a model")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -201,7 +204,7 @@ func (p *Pipeline) Process(ctx context.Context, in Input) error {
 		if err := p.applyAlert(ctx, cand, in.Retry); err != nil {
 			return err
 		}
-	} else if cur, err := p.store.UnresolvedAlert(ctx, s.TrialID, s.SiteID, s.PatientID); err == nil && cur.CurrentRisk != s.Risk {
+	} else if cur, err := p.store.UnresolvedAlert(ctx, s.TrialID, s.SiteID, s.PatientID); err == nil && updatesRisk(cur, s) {
 		// A better (or merely different) reading updates the patient's open
 		// alert's current risk; the alert itself stays until a person acts.
 		if err := p.applyAlert(ctx, RiskUpdate(s), in.Retry); err != nil {
@@ -229,6 +232,19 @@ func (p *Pipeline) Process(ctx context.Context, in Input) error {
 		p.cfg.Logger.Error("publish score", "reading_id", s.ReadingID, "err", err)
 	}
 	return nil
+}
+
+// updatesRisk reports whether a score that raised no alert should change
+// the current risk of the patient's unresolved alert. A score that knows
+// less than a full one (a partial NEWS2, or made without the configured
+// model) may raise it but never lower it: missing information must not make
+// a patient look better (CLINICAL.md).
+func updatesRisk(cur Alert, s Score) bool {
+	if cur.CurrentRisk == s.Risk {
+		return false
+	}
+	lower := riskRank(s.Risk) < riskRank(cur.CurrentRisk)
+	return !lower || !(s.Degraded || s.NEWS2.Partial)
 }
 
 // predict asks the model about a scored reading; nil means it could not

@@ -2,7 +2,6 @@ package scoring
 
 import (
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -68,12 +67,6 @@ func TestCandidateRules(t *testing.T) {
 			r.Vitals.Consciousness = &c
 		}, trial.Protocol{Thresholds: trial.Thresholds{NEWS2Band: BandLowMedium}}, true, RiskMedium,
 			[]string{ReasonNEWS2High, ReasonSingleParameterRed}, Finding{Reason: ReasonSingleParameterRed, Parameter: ParamConsciousness}},
-		{"model probability at the default threshold is high", nil, trial.Protocol{}, true, RiskHigh,
-			[]string{ReasonModelSAERisk}, Finding{Reason: ReasonModelSAERisk, Parameter: "model_probability"}},
-		{"model probability below a protocol threshold of 0.6: nothing", nil,
-			trial.Protocol{Thresholds: trial.Thresholds{ModelProbability: 0.6}}, false, "", nil, Finding{}},
-		{"model probability at a protocol threshold of 0.3", nil,
-			trial.Protocol{Thresholds: trial.Thresholds{ModelProbability: 0.3}}, true, RiskHigh, []string{ReasonModelSAERisk}, Finding{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,9 +75,6 @@ func TestCandidateRules(t *testing.T) {
 				tc.edit(&r)
 			}
 			s := EvaluateIn(r, Context{Protocol: tc.p, Configured: true}, t0)
-			if strings.HasPrefix(tc.name, "model") {
-				s.Model = &Model{Probability: 0.5, Version: "lr-test"}
-			}
 			a, ok := Candidate(s, r, tc.p)
 			if ok != tc.raised {
 				t.Fatalf("raised %v, want %v (%+v)", ok, tc.raised, a)
@@ -101,6 +91,44 @@ func TestCandidateRules(t *testing.T) {
 				t.Fatalf("findings %+v lack %+v", a.Findings, tc.finding)
 			}
 		})
+	}
+}
+
+func TestModelRule(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	f := func(v float64) *float64 { return &v }
+	r := reading.Reading{ReadingID: "r1", PatientID: "P1", TrialID: "T1", SiteID: "S1", MeasuredAt: t0,
+		Vitals: reading.Vitals{RespiratoryRate: f(16), SpO2: f(97), SystolicBP: f(120), HeartRate: f(72), Temperature: f(36.8)}}
+	cases := []struct {
+		name      string
+		prob      float64
+		threshold float64 // the protocol's; 0: default 0.5
+		raised    bool
+	}{
+		{"at the default threshold: high", 0.5, 0, true},
+		{"just below the default", 0.499, 0, false},
+		{"below a protocol threshold of 0.6", 0.5, 0.6, false},
+		{"at a protocol threshold of 0.3", 0.3, 0.3, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := trial.Protocol{Thresholds: trial.Thresholds{ModelProbability: tc.threshold}}
+			s := EvaluateIn(r, Context{Protocol: p, Configured: true}, t0)
+			s.Model = &Model{Probability: tc.prob, Version: "lr-test"}
+			a, ok := Candidate(s, r, p)
+			if ok != tc.raised {
+				t.Fatalf("raised %v, want %v", ok, tc.raised)
+			}
+			if ok && (a.Severity != RiskHigh || !slices.Equal(a.Reasons, []string{ReasonModelSAERisk}) ||
+				a.Findings[0].Parameter != "model_probability" || *a.Findings[0].Value != tc.prob) {
+				t.Fatalf("alert %+v: want severity high, reason model_sae_risk, the probability as finding", a)
+			}
+		})
+	}
+	// Without model output (no predictor, or degraded) the rule is silent.
+	s := EvaluateIn(r, Context{}, t0)
+	if _, ok := Candidate(s, r, trial.Protocol{}); ok {
+		t.Fatal("an alert without model output")
 	}
 }
 

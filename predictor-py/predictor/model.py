@@ -42,6 +42,11 @@ BoolArray = npt.NDArray[np.bool_]
 
 ARTIFACT_FORMAT = "vigil-risk-lr/1"
 DEFAULT_MAX_CONTRIBUTIONS = 5
+# Far beyond any vital, 24 h change or per-hour slope of a validated reading.
+MAX_ABS_FEATURE = 1e6
+# Inputs that are 0/1 flags, and the age band's codes 0-3 (FEATURES.md).
+FLAG_INPUTS = ("not_alert", "on_oxygen")
+BAND_INPUTS = ("age_band",)
 # Inverse L2 strength on standardized transforms: mild, the cohort is large.
 REGULARIZATION_C = 1.0
 SIGNIFICANT_DIGITS = 12
@@ -223,6 +228,8 @@ class RiskModel:
         self.version = version
         self.inputs: tuple[str, ...] = tuple(i["name"] for i in artifact["inputs"])
         self._index = {name: i for i, name in enumerate(self.inputs)}
+        self._flag_cols = np.array([self._index[n] for n in FLAG_INPUTS if n in self._index])
+        self._band_cols = np.array([self._index[n] for n in BAND_INPUTS if n in self._index])
         self._medians = np.array([float(i["median"]) for i in artifact["inputs"]])
         tr = artifact["transforms"]
         self._cols = np.array([self._index[t["input"]] for t in tr])
@@ -267,6 +274,15 @@ class RiskModel:
         if not finite.all():
             k = int(np.argmin(finite))
             raise FeatureError(rows[k], self.inputs[cols[k]], "is not a finite number")
+        col = np.array(cols, dtype=np.intp)
+        # Vigil sends validated readings, so a value outside these bounds is
+        # a bug on its side; refused, it cannot overflow the logit into NaN.
+        bad = np.abs(values) > MAX_ABS_FEATURE
+        bad |= np.isin(col, self._flag_cols) & ~np.isin(values, (0.0, 1.0))
+        bad |= np.isin(col, self._band_cols) & ~np.isin(values, (0.0, 1.0, 2.0, 3.0))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise FeatureError(rows[k], self.inputs[cols[k]], "is out of range")
         x = np.full((len(requests), len(self.inputs)), np.nan)
         x[np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)] = values
         return x

@@ -141,6 +141,31 @@ def test_unknown_and_non_finite_features_are_rejected(model: RiskModel) -> None:
             model.matrix([{"spo2": bad}])
 
 
+@pytest.mark.parametrize(
+    ("features", "feature"),
+    [
+        ({"spo2": 1e30}, "spo2"),
+        ({"heart_rate_slope_24h": -2e6}, "heart_rate_slope_24h"),
+        ({"age_band": 17.0}, "age_band"),
+        ({"age_band": 1.5}, "age_band"),
+        ({"not_alert": 0.5}, "not_alert"),
+        ({"on_oxygen": 2.0}, "on_oxygen"),
+    ],
+)
+def test_out_of_range_features_are_rejected(
+    model: RiskModel, features: dict[str, float], feature: str
+) -> None:
+    with pytest.raises(FeatureError, match=f"'{feature}' is out of range"):
+        model.matrix([{"news2_total": 3.0}, features])
+
+
+def test_in_range_edges_are_accepted(model: RiskModel) -> None:
+    x = model.matrix(
+        [{"age_band": 3.0, "not_alert": 1.0, "on_oxygen": 0.0, "spo2_slope_24h": -9e5}]
+    )
+    assert x.shape == (1, len(model.inputs))
+
+
 def test_batch_of_64_is_fast(model: RiskModel, typical: dict[str, float]) -> None:
     import time
 
