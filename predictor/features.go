@@ -23,6 +23,8 @@ import (
 const (
 	Window            = 24 * time.Hour
 	MaxWindowReadings = 100
+	// MinSlopeSpan is the least time a trend's readings must span.
+	MinSlopeSpan = time.Hour
 )
 
 // Observation is one reading as the features see it.
@@ -119,11 +121,11 @@ func Features(readings []Observation, current int, news2Total, ageBand int) map[
 	return f
 }
 
-// slope is the least-squares slope of ys against xs; ok is false when every
-// x is the same. That is tested on the xs themselves: their sum of squares
-// about a rounded mean need not come out exactly zero.
+// slope is the least-squares slope of ys against xs (hours, ascending); ok
+// is false when they span less than MinSlopeSpan: a per-hour rate from
+// readings minutes apart is noise scaled up by the short interval.
 func slope(xs, ys []float64) (float64, bool) {
-	if !slices.ContainsFunc(xs, func(x float64) bool { return x != xs[0] }) {
+	if xs[len(xs)-1]-xs[0] < MinSlopeSpan.Hours() {
 		return 0, false
 	}
 	var mx, my float64

@@ -33,6 +33,8 @@ WINDOW_HOURS = 24.0
 # than any schedule asks. The synthetic cohort reports at most 4 times a day,
 # so the cap never binds in training.
 MAX_WINDOW_READINGS = 100
+# A slope needs its readings to span at least this long (FEATURES.md).
+MIN_SLOPE_SPAN_HOURS = 1.0
 TREND_VITALS: tuple[str, ...] = (
     "respiratory_rate",
     "spo2",
@@ -65,13 +67,12 @@ class Reading:
 
 
 def _slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    """OLS slope of ys against xs in float64; None when every x is the same.
+    """OLS slope of ys against xs (hours) in float64; None when they span < 1 h.
 
-    The "all at one instant" test compares the xs themselves: a centred sum of
-    squares can come out as a tiny non-zero number for equal xs (the mean of
-    three 0.1s is not exactly 0.1), which would give a meaningless slope.
+    A per-hour rate from readings minutes apart is noise scaled up by the
+    short interval (FEATURES.md); the span is tested on the xs themselves.
     """
-    if max(xs) == min(xs):
+    if max(xs) - min(xs) < MIN_SLOPE_SPAN_HOURS:
         return None
     n = float(len(xs))
     mx = math.fsum(xs) / n
@@ -220,7 +221,9 @@ def window_features(
             dy = np.where(ok, y - my[:, None], 0.0)
             sxx = (dx * dx).sum(axis=1)
             slope = (dx * dy).sum(axis=1) / sxx
-        out[:, col[f"{name}_slope_24h"]] = np.where(two & (spread > 0), slope, np.nan)
+        out[:, col[f"{name}_slope_24h"]] = np.where(
+            two & (spread >= MIN_SLOPE_SPAN_HOURS), slope, np.nan
+        )
 
     out[:, col["not_alert"]] = last_valid(np.asarray(not_alert, dtype=np.float64))[0]
     out[:, col["on_oxygen"]] = last_valid(np.asarray(on_oxygen, dtype=np.float64))[0]
