@@ -38,10 +38,12 @@ check:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-# VIGIL_REQUIRE_PREDICTOR: the tests that run the real predictor-py fail,
-# rather than skip, when its environment is missing.
+# VIGIL_REQUIRE_PREDICTOR, VIGIL_REQUIRE_SERVICES: the tests that run the
+# real predictor-py, Redis and PostgreSQL fail, rather than skip, when these
+# are missing. The tests start their own Redis and PostgreSQL on free loopback
+# ports, or use VIGIL_TEST_REDIS_URL and VIGIL_TEST_POSTGRES_URL.
 unit:
-	VIGIL_REQUIRE_PREDICTOR=1 $(GO) test -race -count=1 ./...
+	VIGIL_REQUIRE_PREDICTOR=1 VIGIL_REQUIRE_SERVICES=1 $(GO) test -race -count=1 ./...
 
 # predictor-py's own checks: ruff and pytest.
 predictor-test:

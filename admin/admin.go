@@ -2,9 +2,10 @@
 // trial's protocol and its patients' registry records. Changes need an admin
 // token for the trial; reads are open to staff who may see the trial or the
 // site. Documents are decoded strictly and validated before the store, which
-// audits every change, writes them; this node's trial cache is invalidated
-// after each change so the next reading is scored with it. It imports auth,
-// problem, reading (for FieldError), store and trial.
+// audits every change, writes them; the trial caches (this node's, or every
+// node's through Redis) are invalidated after each change so the next
+// reading is scored with it. It imports auth, problem, reading (for
+// FieldError), store and trial.
 package admin
 
 import (
@@ -46,13 +47,21 @@ const (
 type API struct {
 	verifier *auth.Verifier
 	store    store.Store
-	cache    *trial.Cache
+	cache    Invalidator
 	log      *slog.Logger
+}
+
+// Invalidator drops changed protocols and registry records from the caches
+// that serve scoring: trial.Cache on one node, cluster.Invalidations (every
+// node's) on several.
+type Invalidator interface {
+	InvalidateProtocol(trialID string)
+	InvalidatePatient(trialID, siteID, patientID string)
 }
 
 // New returns the administration API. cache may be nil (nothing to
 // invalidate).
-func New(verifier *auth.Verifier, st store.Store, cache *trial.Cache, log *slog.Logger) *API {
+func New(verifier *auth.Verifier, st store.Store, cache Invalidator, log *slog.Logger) *API {
 	if log == nil {
 		log = slog.Default()
 	}

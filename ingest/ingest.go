@@ -53,8 +53,8 @@ type Config struct {
 	Verifier   *auth.Verifier
 	Store      store.Store
 	Scorer     Scorer
-	PerPatient *ratelimit.Limiter // nil: no limit
-	PerIP      *ratelimit.Limiter // nil: no limit
+	PerPatient ratelimit.Allower // nil: no limit
+	PerIP      ratelimit.Allower // nil: no limit
 	Logger     *slog.Logger
 	Now        func() time.Time
 	// StoreTimeout bounds the durable write of one request.
@@ -92,9 +92,12 @@ type accepted struct {
 }
 
 func (a *API) limitIP(c *fiber.Ctx) error {
+	if a.cfg.PerIP == nil {
+		return c.Next()
+	}
 	// Fiber's strings point into request memory that is reused after the
 	// handler; the limiter keeps its key.
-	if ok, wait := a.cfg.PerIP.Allow(strings.Clone(c.IP()), 1, a.cfg.Now()); !ok {
+	if ok, wait := a.cfg.PerIP.Allow(c.UserContext(), strings.Clone(c.IP()), 1, a.cfg.Now()); !ok {
 		metrics.ReadingsRejected.WithLabelValues("rate_ip").Inc()
 		return problem.Send(c, problem.New(fiber.StatusTooManyRequests, "rate-limited", "Too many requests",
 			"the request rate from this address is over its limit"), wait)
@@ -122,8 +125,11 @@ func (a *API) patient(c *fiber.Ctx) (*auth.Claims, error) {
 // must not throttle each other.
 // When refused, it has sent the 429 and returns false with Send's error.
 func (a *API) limitPatient(c *fiber.Ctx, claims *auth.Claims, n int) (bool, error) {
+	if a.cfg.PerPatient == nil {
+		return true, nil
+	}
 	key := claims.Issuer + "|" + claims.Trial + "|" + claims.Site + "|" + claims.Subject
-	if ok, wait := a.cfg.PerPatient.Allow(key, n, a.cfg.Now()); !ok {
+	if ok, wait := a.cfg.PerPatient.Allow(c.UserContext(), key, n, a.cfg.Now()); !ok {
 		metrics.ReadingsRejected.WithLabelValues("rate_patient").Inc()
 		return false, problem.Send(c, problem.New(fiber.StatusTooManyRequests, "rate-limited", "Too many requests",
 			"this patient's submission rate is over its limit"), wait)

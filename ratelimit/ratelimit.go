@@ -1,6 +1,8 @@
 // Package ratelimit owns per-key request limits (per patient, per client IP):
-// a token bucket per key (golang.org/x/time/rate) held in a bounded cache that
-// forgets idle keys (otter). It imports nothing of Vigil's.
+// on one node a token bucket per key (golang.org/x/time/rate) held in a
+// bounded cache that forgets idle keys (otter); on several nodes one limit per
+// key shared through Redis (go-redis/redis_rate, GCRA), so N nodes enforce one
+// limit, not N. It imports nothing of Vigil's.
 package ratelimit
 
 import (
@@ -10,6 +12,13 @@ import (
 	"github.com/maypok86/otter/v2"
 	"golang.org/x/time/rate"
 )
+
+// Allower limits requests per key.
+type Allower interface {
+	// Allow takes n tokens for key at now. When refused, it returns how long
+	// to wait before n tokens are there.
+	Allow(ctx context.Context, key string, n int, now time.Time) (ok bool, retryAfter time.Duration)
+}
 
 // Limiter limits requests per key to perMinute, with a burst of the same size.
 // A nil *Limiter allows everything, which is what a limit of 0 means.
@@ -40,7 +49,7 @@ func New(perMinute, maxKeys int) *Limiter {
 
 // Allow takes n tokens for key at now. When refused, it returns how long to
 // wait before n tokens are there.
-func (l *Limiter) Allow(key string, n int, now time.Time) (ok bool, retryAfter time.Duration) {
+func (l *Limiter) Allow(_ context.Context, key string, n int, now time.Time) (ok bool, retryAfter time.Duration) {
 	if l == nil {
 		return true, 0
 	}

@@ -44,7 +44,7 @@ func TestLimiter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := ratelimit.New(tc.perMinute, 100)
 			for i, s := range tc.steps {
-				ok, wait := l.Allow(s.key, 1, t0.Add(s.at))
+				ok, wait := l.Allow(t.Context(), s.key, 1, t0.Add(s.at))
 				if ok != s.ok {
 					t.Fatalf("step %d (%s at %s): ok=%v, want %v", i, s.key, s.at, ok, s.ok)
 				}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine: Chromium for the
-# board's browser test, the board's npm packages, and predictor-py's virtual
-# environment and model. Idempotent.
+# board's browser test, redis-server and PostgreSQL (the tests start their
+# own, on free loopback ports), the board's npm packages, and predictor-py's
+# virtual environment and model. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || command -v pg_config >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-test: please install ${need_apt[*]} (apt-get install ${need_apt[*]}), or run as root" >&2

@@ -27,6 +27,7 @@ import (
 	"vigil/auth"
 	"vigil/board"
 	"vigil/bus"
+	"vigil/cluster"
 	"vigil/config"
 	"vigil/hub"
 	"vigil/ingest"
@@ -35,7 +36,6 @@ import (
 	"vigil/notify"
 	"vigil/predictor"
 	"vigil/problem"
-	"vigil/ratelimit"
 	"vigil/scoring"
 	"vigil/store"
 	"vigil/store/sqlite"
@@ -45,10 +45,13 @@ import (
 
 // Server is one running node.
 type Server struct {
-	cfg      config.Config
-	log      *slog.Logger
-	store    store.Store
-	broker   *bus.Memory
+	cfg    config.Config
+	log    *slog.Logger
+	store  store.Store
+	broker bus.Broker
+	// cl is what this node shares with others: Redis, leases, the
+	// in-process broker's offsets when there is no Redis.
+	cl       *clusterParts
 	pipeline *scoring.Pipeline
 	hub      *hub.Hub
 	cache    *trial.Cache
@@ -74,20 +77,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	if cfg.RedisURL != "" {
-		st.Close()
-		return nil, errors.New("server: VIGIL_REDIS_URL: the Redis bus is not available in this version; leave it empty for the in-process bus")
-	}
-	broker, err := newMemoryBus(ctx, st, cfg.HistorySize)
+	cl, err := newCluster(ctx, cfg, st, log)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	broker := cl.broker
 	cache, err := trial.NewCache(trial.CacheConfig{Source: st,
 		IsNotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) }})
 	if err != nil {
+		cl.close()
 		st.Close()
 		return nil, fmt.Errorf("server: cache: %w", err)
+	}
+	invalidator := admin.Invalidator(cache)
+	if cl.rdb != nil {
+		cl.invalidations = cluster.NewInvalidations(cl.rdb, "vigil:invalidate", cache, log)
+		invalidator = cl.invalidations
 	}
 	pcfg := scoring.PipelineConfig{Workers: cfg.ScoringWorkers, Logger: log, Profiles: cache}
 	var model *predictor.Client
@@ -115,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		EscalationFloor: cfg.EscalationFloor, Logger: log})
 	h := hub.New(broker, hub.Config{Verifier: verifier, AllowedOrigins: cfg.Origins(), Logger: log})
 
-	s := &Server{cfg: cfg, log: log, store: st, broker: broker, pipeline: pipe, hub: h, cache: cache, life: life,
+	s := &Server{cfg: cfg, log: log, store: st, broker: broker, cl: cl, pipeline: pipe, hub: h, cache: cache, life: life,
 		dispatcher: dispatcher, model: model}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vigil",
@@ -138,13 +144,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Verifier:   verifier,
 		Store:      st,
 		Scorer:     pipe,
-		PerPatient: ratelimit.New(cfg.RatePerPatient, 1_000_000),
-		PerIP:      ratelimit.New(cfg.RatePerIP, 100_000),
+		PerPatient: cl.limiter("patient", cfg.RatePerPatient, 1_000_000),
+		PerIP:      cl.limiter("ip", cfg.RatePerIP, 100_000),
 		Logger:     log,
 		Registry:   cache,
 	}).Register(s.app)
 	board.New(verifier, st, log).Register(s.app)
-	admin.New(verifier, st, cache, log).Register(s.app)
+	admin.New(verifier, st, invalidator, log).Register(s.app)
 	lifecycle.NewAPI(life, verifier).Register(s.app)
 	s.app.All("/v1/*", func(c *fiber.Ctx) error {
 		return problem.Send(c, problem.NotFound("no such endpoint: "+c.Method()+" "+c.Path()), 0)
@@ -298,7 +304,7 @@ func (s *Server) saveOffsets(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		cur := s.broker.Offsets()
+		cur := s.cl.mem.Offsets()
 		if maps.Equal(cur, last) {
 			continue
 		}
@@ -324,11 +330,18 @@ func (s *Server) Serve(ln net.Listener) error {
 	}()
 	bg, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	s.bg.Go(func() { s.sweep(bg) })
-	s.bg.Go(func() { s.saveOffsets(bg) })
-	s.bg.Go(func() { s.life.RunEscalations(bg) })
-	s.bg.Go(func() { s.life.RunMissedReadings(bg) })
-	s.bg.Go(func() { s.dispatcher.Run(bg) })
+	// Work that must happen once per cluster runs under a lease (always
+	// held by a lone node); a node that dies hands it over within the TTL.
+	s.bg.Go(func() { s.cl.leases.Run(bg, "sweep", s.sweep) })
+	s.bg.Go(func() { s.cl.leases.Run(bg, "escalations", s.life.RunEscalations) })
+	s.bg.Go(func() { s.cl.leases.Run(bg, "missed-readings", s.life.RunMissedReadings) })
+	s.bg.Go(func() { s.cl.leases.Run(bg, "dispatcher", s.dispatcher.Run) })
+	if s.cl.mem != nil {
+		s.bg.Go(func() { s.saveOffsets(bg) })
+	}
+	if s.cl.invalidations != nil {
+		s.bg.Go(func() { s.cl.invalidations.Run(bg) })
+	}
 	err := s.app.Listener(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("server: serve: %w", err)
@@ -425,11 +438,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.broker.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	// Nothing publishes now: the offsets are exact, and the next start
-	// continues them without a gap.
-	if err := s.store.SaveRoomOffsets(context.WithoutCancel(ctx), s.broker.Offsets(), true); err != nil {
-		errs = append(errs, err)
+	if s.cl.mem != nil {
+		// Nothing publishes now: the offsets are exact, and the next start
+		// continues them without a gap.
+		if err := s.store.SaveRoomOffsets(context.WithoutCancel(ctx), s.cl.mem.Offsets(), true); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	s.cl.close()
 	s.cache.Close()
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, err)

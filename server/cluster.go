@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"vigil/bus"
+	"vigil/cluster"
+	"vigil/config"
+	"vigil/ratelimit"
+	"vigil/store"
+)
+
+// leaseTTL is how long a dead node's once-per-cluster work waits before
+// another node takes it over.
+const leaseTTL = 15 * time.Second
+
+// clusterParts is what depends on whether this node is alone (in-process
+// bus, local limits and caches, every lease held) or one of several sharing
+// Redis.
+type clusterParts struct {
+	broker bus.Broker
+	// mem is the in-process broker, whose offsets the store keeps; nil with
+	// Redis.
+	mem           *bus.Memory
+	rdb           redis.UniversalClient
+	leases        cluster.Leaser
+	invalidations *cluster.Invalidations
+	log           *slog.Logger
+}
+
+func newCluster(ctx context.Context, cfg config.Config, st store.Store, log *slog.Logger) (*clusterParts, error) {
+	if cfg.RedisURL == "" {
+		mem, err := newMemoryBus(ctx, st, cfg.HistorySize)
+		if err != nil {
+			return nil, err
+		}
+		return &clusterParts{broker: mem, mem: mem, leases: cluster.Solo{}, log: log}, nil
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("server: VIGIL_REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	broker, err := newRedisBroker(ctx, cfg, log)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &clusterParts{broker: broker, rdb: rdb,
+		leases: cluster.NewLeases(rdb, "vigil:lease:", leaseTTL, log), log: log}, nil
+}
+
+// limiter is a per-key limit of perMinute: shared by every node through
+// Redis, or this node's own.
+func (c *clusterParts) limiter(name string, perMinute, maxKeys int) ratelimit.Allower {
+	if c.rdb != nil {
+		return ratelimit.NewShared(c.rdb, "vigil:rate:"+name+":", perMinute, c.log)
+	}
+	return ratelimit.New(perMinute, maxKeys)
+}
+
+func (c *clusterParts) close() {
+	if c.rdb != nil {
+		_ = c.rdb.Close()
+	}
+}
