@@ -17,6 +17,14 @@ type Event struct {
 	Data   []byte `json:"data"`
 }
 
+// Reset is the event a broker delivers when every room's offsets restarted
+// under a new epoch (Redis lost its data): offsets its subscribers hold mean
+// nothing now, and they must take a fresh snapshot.
+var Reset = Event{}
+
+// IsReset reports whether e is Reset.
+func (e Event) IsReset() bool { return e.Room == "" && e.Offset == 0 }
+
 // ErrUnrecoverable means History cannot return every event after the
 // requested offset (it fell out of the bounded buffer, or the offset belongs
 // to another epoch); the subscriber must take a fresh snapshot instead.

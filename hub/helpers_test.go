@@ -245,9 +245,27 @@ type spyBroker struct {
 	historyDelay time.Duration
 	subscribeErr error
 
-	mu     sync.Mutex
-	subs   map[string]int
-	unsubs map[string]int
+	mu      sync.Mutex
+	subs    map[string]int
+	unsubs  map[string]int
+	handler bus.Handler
+}
+
+// SetHandler keeps the hub's handler, so a test can deliver what a broker
+// would (a Reset) besides passing it on.
+func (s *spyBroker) SetHandler(h bus.Handler) {
+	s.mu.Lock()
+	s.handler = h
+	s.mu.Unlock()
+	s.Broker.SetHandler(h)
+}
+
+// deliver hands ev to the hub as the broker's delivery path would.
+func (s *spyBroker) deliver(ev bus.Event) {
+	s.mu.Lock()
+	h := s.handler
+	s.mu.Unlock()
+	h(ev)
 }
 
 func newSpy(b bus.Broker) *spyBroker {

@@ -240,10 +240,32 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 }
 
+// reset closes every session with 1012 (service restart) when the bus's
+// offsets restarted under a new epoch: each client reconnects, subscribes
+// with its old since and epoch, is told recovered: false, and takes a fresh
+// snapshot. Keeping the sessions would let new events under small offsets
+// look like ones the clients already have.
+func (h *Hub) reset() {
+	h.sessMu.Lock()
+	open := make([]*session, 0, len(h.sessions))
+	for s := range h.sessions {
+		open = append(open, s)
+	}
+	h.sessMu.Unlock()
+	h.log.Warn("bus offsets restarted under a new epoch: closing sessions so that they recover", "sessions", len(open))
+	for _, s := range open {
+		s.close(websocket.StatusServiceRestart, "event stream reset: reconnect and recover")
+	}
+}
+
 // dispatch is the bus handler. It runs on the publisher's path (for the
 // in-process bus, under the room's lock), so it never blocks: a session
 // whose queue is full is closed instead of waited for.
 func (h *Hub) dispatch(ev bus.Event) {
+	if ev.IsReset() {
+		h.reset()
+		return
+	}
 	h.mu.RLock()
 	members := h.rooms[ev.Room]
 	h.mu.RUnlock()

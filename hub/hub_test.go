@@ -577,6 +577,21 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
+// TestBusReset: when the bus's offsets restart under a new epoch, every
+// session is closed 1012 so that it reconnects and is told it cannot
+// recover; the hub keeps serving.
+func TestBusReset(t *testing.T) {
+	var spy *spyBroker
+	e := newEnv(t, Config{}, envOptions{wrap: func(m bus.Broker) bus.Broker { spy = newSpy(m); return spy }})
+	c1, c2 := e.connect(pi()), e.connect(pi())
+	c1.subscribe(map[string]any{"room": "site:T008:S01"})
+	spy.deliver(bus.Reset)
+	c1.expectClose(websocket.StatusServiceRestart)
+	c2.expectClose(websocket.StatusServiceRestart)
+	c3 := e.connect(pi())
+	c3.subscribe(map[string]any{"room": "site:T008:S01"})
+}
+
 func TestEncodeEvent(t *testing.T) {
 	tests := []struct {
 		name string
