@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -14,10 +13,6 @@ import (
 	"vigil/ratelimit"
 	"vigil/store"
 )
-
-// leaseTTL is how long a dead node's once-per-cluster work waits before
-// another node takes it over.
-const leaseTTL = 15 * time.Second
 
 // clusterParts is what depends on whether this node is alone (in-process
 // bus, local limits and caches, every lease held) or one of several sharing
@@ -52,7 +47,7 @@ func newCluster(ctx context.Context, cfg config.Config, st store.Store, log *slo
 		return nil, err
 	}
 	return &clusterParts{broker: broker, rdb: rdb,
-		leases: cluster.NewLeases(rdb, "vigil:lease:", leaseTTL, log), log: log}, nil
+		leases: cluster.NewLeases(rdb, "vigil:lease:", cfg.LeaseTTL, log), log: log}, nil
 }
 
 // limiter is a per-key limit of perMinute: shared by every node through
