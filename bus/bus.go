@@ -19,11 +19,14 @@ type Event struct {
 
 // Reset is the event a broker delivers when every room's offsets restarted
 // under a new epoch (Redis lost its data): offsets its subscribers hold mean
-// nothing now, and they must take a fresh snapshot.
+// nothing now, and they must take a fresh snapshot. A reset of one room
+// (Event{Room: room}) means this node lost events of that room that history
+// no longer holds. Real events never have offset 0.
 var Reset = Event{}
 
-// IsReset reports whether e is Reset.
-func (e Event) IsReset() bool { return e.Room == "" && e.Offset == 0 }
+// IsReset reports whether e is a reset, of every room (Room empty) or of
+// e.Room.
+func (e Event) IsReset() bool { return e.Offset == 0 }
 
 // ErrUnrecoverable means History cannot return every event after the
 // requested offset (it fell out of the bounded buffer, or the offset belongs
