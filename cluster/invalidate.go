@@ -84,6 +84,10 @@ func (i *Invalidations) Run(ctx context.Context) {
 func (i *Invalidations) listen(ctx context.Context) {
 	ps := i.rdb.Subscribe(ctx, i.channel)
 	defer ps.Close()
+	// go-redis waits out a receive's timeout whatever its context says:
+	// closing the subscription is what ends the wait on shutdown.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
 	if _, err := ps.Receive(ctx); err != nil {
 		if ctx.Err() == nil {
 			i.log.Warn("cache invalidations: subscribe", "err", err)

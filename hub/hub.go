@@ -240,19 +240,28 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 }
 
-// reset closes every session with 1012 (service restart) when the bus's
-// offsets restarted under a new epoch: each client reconnects, subscribes
+// reset closes every session (of room, or all when room is empty) with 1012
+// (service restart) when the bus's offsets restarted under a new epoch or
+// this node lost events history no longer holds: each client reconnects, subscribes
 // with its old since and epoch, is told recovered: false, and takes a fresh
 // snapshot. Keeping the sessions would let new events under small offsets
 // look like ones the clients already have.
-func (h *Hub) reset() {
-	h.sessMu.Lock()
-	open := make([]*session, 0, len(h.sessions))
-	for s := range h.sessions {
-		open = append(open, s)
+func (h *Hub) reset(room string) {
+	var open []*session
+	if room == "" {
+		h.sessMu.Lock()
+		for s := range h.sessions {
+			open = append(open, s)
+		}
+		h.sessMu.Unlock()
+	} else {
+		h.mu.RLock()
+		for _, sub := range h.rooms[room] {
+			open = append(open, sub.s)
+		}
+		h.mu.RUnlock()
 	}
-	h.sessMu.Unlock()
-	h.log.Warn("bus offsets restarted under a new epoch: closing sessions so that they recover", "sessions", len(open))
+	h.log.Warn("bus lost events: closing sessions so that they recover", "room", room, "sessions", len(open))
 	for _, s := range open {
 		s.close(websocket.StatusServiceRestart, "event stream reset: reconnect and recover")
 	}
@@ -263,7 +272,7 @@ func (h *Hub) reset() {
 // whose queue is full is closed instead of waited for.
 func (h *Hub) dispatch(ev bus.Event) {
 	if ev.IsReset() {
-		h.reset()
+		h.reset(ev.Room)
 		return
 	}
 	h.mu.RLock()

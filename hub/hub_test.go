@@ -588,8 +588,13 @@ func TestBusReset(t *testing.T) {
 	spy.deliver(bus.Reset)
 	c1.expectClose(websocket.StatusServiceRestart)
 	c2.expectClose(websocket.StatusServiceRestart)
-	c3 := e.connect(pi())
+	c3, c4 := e.connect(pi()), e.connect(pi())
 	c3.subscribe(map[string]any{"room": "site:T008:S01"})
+	// A reset of one room closes its sessions only.
+	spy.deliver(bus.Event{Room: "site:T008:S01"})
+	c3.expectClose(websocket.StatusServiceRestart)
+	c4.send(map[string]any{"type": "subscribe", "room": "site:T008:S01"})
+	c4.expect("subscribed")
 }
 
 func TestEncodeEvent(t *testing.T) {

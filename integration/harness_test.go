@@ -25,6 +25,7 @@ import (
 	"github.com/google/uuid"
 
 	"vigil/auth"
+	"vigil/store/postgres/pgtest"
 )
 
 var vigilBin string
@@ -44,7 +45,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build vigil:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// One PostgreSQL server for the binary's multi-node tests (each gets a
+	// fresh database); tests that need none never touch it.
+	code := pgtest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -76,14 +79,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// start runs `vigil serve` on a free port with the given database file and
-// extra environment, and waits until it listens.
+// start runs `vigil serve` on a free port with the given database (a SQLite
+// file or a postgres:// URL) and extra environment, and waits until it
+// listens.
 func start(t *testing.T, db string, env ...string) *node {
 	t.Helper()
 	cmd := exec.Command(vigilBin, "serve")
 	cmd.Env = append(os.Environ(),
 		"VIGIL_ADDR=127.0.0.1:0",
-		"VIGIL_DB=sqlite://"+db,
+		"VIGIL_DB="+dbURL(db),
 		"VIGIL_JWT_SECRET="+secret,
 		"VIGIL_SWEEP_INTERVAL=1h",
 	)
@@ -150,6 +154,14 @@ func (n *node) kill() {
 }
 
 func tempDB(t *testing.T) string { return filepath.Join(t.TempDir(), "vigil.db") }
+
+// dbURL is VIGIL_DB for db: a postgres:// URL as is, else a SQLite file.
+func dbURL(db string) string {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		return db
+	}
+	return "sqlite://" + db
+}
 
 var issuer = auth.Issuer{Secret: []byte(secret), Issuer: "vigil", Audience: "vigil"}
 

@@ -2,14 +2,20 @@ package server
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 
 	"vigil/bus"
+	"vigil/bus/redisbus"
 	"vigil/config"
 )
 
-// newRedisBroker is the Redis bus; it arrives with bus/redisbus.
-func newRedisBroker(context.Context, config.Config, *slog.Logger) (bus.Broker, error) {
-	return nil, errors.New("server: VIGIL_REDIS_URL: the Redis bus is not available in this version; leave it empty for the in-process bus")
+// newRedisBroker is the bus of several nodes: Redis pub/sub with history
+// and gap-free offsets per room.
+func newRedisBroker(ctx context.Context, cfg config.Config, log *slog.Logger) (bus.Broker, error) {
+	b, err := redisbus.New(ctx, cfg.RedisURL, redisbus.WithHistorySize(cfg.HistorySize), redisbus.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("server: VIGIL_REDIS_URL: %w", err)
+	}
+	return b, nil
 }

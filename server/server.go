@@ -38,6 +38,7 @@ import (
 	"vigil/problem"
 	"vigil/scoring"
 	"vigil/store"
+	"vigil/store/postgres"
 	"vigil/store/sqlite"
 	"vigil/trial"
 	"vigil/ui"
@@ -199,7 +200,14 @@ func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 		}
 		return st, nil
 	}
-	return nil, fmt.Errorf("server: VIGIL_DB %q: only sqlite://PATH is available in this version", redactDSN(cfg.DB))
+	if strings.HasPrefix(cfg.DB, "postgres://") || strings.HasPrefix(cfg.DB, "postgresql://") {
+		st, err := postgres.Open(ctx, cfg.DB)
+		if err != nil {
+			return nil, fmt.Errorf("server: open store %s: %w", redactDSN(cfg.DB), err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("server: VIGIL_DB %q: want sqlite://PATH or postgres://…", redactDSN(cfg.DB))
 }
 
 // redactDSN keeps a database URL's scheme only, so passwords never reach logs.
