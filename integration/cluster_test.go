@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"vigil/auth"
 	"vigil/bus/redisbus/redistest"
@@ -174,5 +177,262 @@ func TestSameReadingOnTwoNodes(t *testing.T) {
 	defer ev.mu.Unlock()
 	if ev.err != nil || len(ev.scores) != len(ids) {
 		t.Fatalf("%d score events for %d readings (%v): each must be scored once", len(ev.scores), len(ids), ev.err)
+	}
+}
+
+// resilientBoard is a board session that behaves like the real board: on a
+// closed connection it reconnects (to the node it is given), subscribes with
+// its last offset and epoch, and when told it cannot recover, reloads the
+// open alerts over REST. It records every alert it came to know and whether
+// it was ever told recovered: false.
+type resilientBoard struct {
+	t     *testing.T
+	n     *node
+	token string
+
+	mu          sync.Mutex
+	alerts      map[string]bool
+	unrecovered int
+	since       uint64
+	epoch       string
+}
+
+func newResilientBoard(t *testing.T, n *node, stop <-chan struct{}) *resilientBoard {
+	b := &resilientBoard{t: t, n: n, token: piToken(t), alerts: map[string]bool{}}
+	ready := make(chan struct{})
+	go b.run(stop, ready)
+	<-ready
+	return b
+}
+
+func (b *resilientBoard) run(stop <-chan struct{}, ready chan struct{}) {
+	first := true
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		c, _, err := dialWS(b.t, b.n, nil)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if b.session(c, stop, first, ready) {
+			first = false
+		}
+		c.conn.CloseNow()
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// session runs one connection; it reports whether it got subscribed.
+func (b *resilientBoard) session(c *wsClient, stop <-chan struct{}, first bool, ready chan struct{}) (subscribed bool) {
+	auth := map[string]any{"type": "auth", "token": b.token}
+	data, _ := json.Marshal(auth)
+	if c.conn.Write(b.t.Context(), websocket.MessageText, data) != nil {
+		return false
+	}
+	if m, err := c.read(5 * time.Second); err != nil || m["type"] != "ready" {
+		return false
+	}
+	b.mu.Lock()
+	sub := map[string]any{"type": "subscribe", "room": "site:T008:S01"}
+	if !first {
+		sub["since"], sub["epoch"] = b.since, b.epoch
+	}
+	b.mu.Unlock()
+	data, _ = json.Marshal(sub)
+	if c.conn.Write(b.t.Context(), websocket.MessageText, data) != nil {
+		return false
+	}
+	for {
+		select {
+		case <-stop:
+			return subscribed
+		default:
+		}
+		m, err := c.read(3 * time.Second)
+		if err != nil {
+			return subscribed
+		}
+		b.mu.Lock()
+		switch m["type"] {
+		case "subscribed":
+			subscribed = true
+			b.epoch, _ = m["epoch"].(string)
+			b.since = offsetOf(m)
+			if m["recovered"] != true {
+				if !first {
+					b.unrecovered++
+				}
+				b.mu.Unlock()
+				b.snapshot()
+				b.mu.Lock()
+			}
+			if first {
+				close(ready)
+				first = false
+			}
+		case "event":
+			b.since = offsetOf(m)
+			if d, _ := m["data"].(map[string]any); d["kind"] == "alert" {
+				b.alerts[d["alert_id"].(string)] = true
+			}
+		}
+		b.mu.Unlock()
+	}
+}
+
+func (b *resilientBoard) snapshot() {
+	rep := do(b.t, "GET", b.n.base+"/v1/alerts?trial=T008&site=S01&limit=1000", b.token, nil)
+	var body struct {
+		Alerts []map[string]any `json:"alerts"`
+	}
+	_ = json.Unmarshal(rep.Body, &body)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, a := range body.Alerts {
+		b.alerts[a["alert_id"].(string)] = true
+	}
+}
+
+// TestRedisRestartLosesNothing: Redis restarts without persistence during a
+// stream of readings posted to two nodes. No acknowledged reading is lost,
+// boards on both nodes end with every alert (through recovery or a
+// snapshot), and they are told recovered: false where history was lost.
+func TestRedisRestartLosesNothing(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.node(), c.node()
+	stop := make(chan struct{})
+	boards := []*resilientBoard{newResilientBoard(t, a, stop), newResilientBoard(t, b, stop)}
+	var (
+		mu    sync.Mutex
+		acked = map[string]string{} // reading → patient
+		wg    sync.WaitGroup
+		done  = make(chan struct{})
+	)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				n, vit, pid := a, vitalsOK(), fmt.Sprintf("P44%d%02d", w, i%20)
+				if i%2 == 1 {
+					n = b
+				}
+				if i%5 == 0 {
+					vit, pid = vitalsHigh(), fmt.Sprintf("P45%d%02d", w, i) // a new patient, a new alert
+				}
+				if id, status, err := post(t, n, pid, vit); err == nil && status == 202 {
+					mu.Lock()
+					acked[id] = pid
+					mu.Unlock()
+				}
+				time.Sleep(30 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	c.restart()
+	time.Sleep(2500 * time.Millisecond)
+	close(done)
+	wg.Wait()
+	time.Sleep(1500 * time.Millisecond) // the last scores and alerts reach the boards
+
+	// Every acknowledged reading is stored and scored.
+	byPatient := map[string][]string{}
+	for id, pid := range acked {
+		byPatient[pid] = append(byPatient[pid], id)
+	}
+	for pid, ids := range byPatient {
+		stored, unscored := patientReadings(t, a, piToken(t), pid)
+		for _, id := range ids {
+			if !stored[id] {
+				t.Fatalf("acknowledged reading %s of %s lost", id, pid)
+			}
+		}
+		if unscored != 0 {
+			t.Fatalf("%s: %d readings unscored", pid, unscored)
+		}
+	}
+	// Every alert in the database is on both boards.
+	rep := do(t, "GET", a.base+"/v1/alerts?trial=T008&site=S01&limit=1000", piToken(t), nil)
+	var body struct {
+		Alerts []map[string]any `json:"alerts"`
+	}
+	if err := json.Unmarshal(rep.Body, &body); err != nil || len(body.Alerts) == 0 {
+		t.Fatalf("alerts: %v %s", err, rep.Body)
+	}
+	close(stop)
+	for i, bd := range boards {
+		bd.mu.Lock()
+		for _, al := range body.Alerts {
+			if !bd.alerts[al["alert_id"].(string)] {
+				t.Errorf("board %d never learned of alert %v", i, al["alert_id"])
+			}
+		}
+		if bd.unrecovered == 0 {
+			t.Errorf("board %d was never told recovered: false, though Redis lost its history", i)
+		}
+		bd.mu.Unlock()
+	}
+	t.Logf("%d readings acknowledged, %d alerts, all on both boards", len(acked), len(body.Alerts))
+}
+
+// TestLeaseTakeoverAfterSIGKILL: the node running escalations is killed;
+// another node takes its escalation timers over and keeps paging.
+func TestLeaseTakeoverAfterSIGKILL(t *testing.T) {
+	c := newCluster(t)
+	smtp := newSMTPReceiver(t)
+	hook := newWebhookReceiver(t, hookSecret, 0)
+	c.env = []string{"VIGIL_LEASE_TTL=2s", "VIGIL_SMTP_ADDR=" + smtp.addr(), "VIGIL_SMTP_FROM=vigil@vigil.test",
+		"VIGIL_SECRET_SAFETY_HOOK=" + hookSecret, "VIGIL_ESCALATION_INTERVAL=200ms", "VIGIL_ESCALATION_FLOOR=1s",
+		"VIGIL_NOTIFY_BACKOFF=100ms"}
+	a := c.node()
+	waitLog(t, a, `"lease taken","lease":"escalations"`)
+	waitLog(t, a, `"lease taken","lease":"dispatcher"`)
+	b := c.node()
+	p := protocol(hook.srv.URL, "8h")
+	p["escalation"].(map[string]any)["repeat"] = "2s"
+	putProtocol(t, b, p)
+	postReading(t, b, "P4601", vitalsHigh())
+	select {
+	case <-hook.deliveries: // the safety tier, paged by node a
+	case <-time.After(20 * time.Second):
+		t.Fatal("no page before the kill")
+	}
+	a.kill()
+	killed := time.Now()
+	// The last tier is paged again every 2 s until acknowledged: node b must
+	// take the timers and the outbox over and go on.
+	for {
+		select {
+		case <-hook.deliveries:
+			// A page sent by node a just before it died may still arrive;
+			// the one that counts comes once b holds the leases.
+			if strings.Contains(b.logs.String(), `"lease taken","lease":"escalations"`) &&
+				strings.Contains(b.logs.String(), `"lease taken","lease":"dispatcher"`) {
+				t.Logf("paging resumed %v after the kill", time.Since(killed).Round(100*time.Millisecond))
+				return
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no page within 20 s of killing the escalating node:\n%s", b.logs.String())
+		}
+	}
+}
+
+func waitLog(t *testing.T, n *node, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(n.logs.String(), s); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in the node's log:\n%s", s, n.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"vigil/bus"
+	"vigil/bus/redisbus"
 	"vigil/cluster"
 	"vigil/config"
 	"vigil/ratelimit"
@@ -36,12 +37,11 @@ func newCluster(ctx context.Context, cfg config.Config, st store.Store, log *slo
 		}
 		return &clusterParts{broker: mem, mem: mem, leases: cluster.Solo{}, log: log}, nil
 	}
-	opt, err := redis.ParseURL(cfg.RedisURL)
+	rdb, err := redisbus.NewClient(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("server: VIGIL_REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(opt)
-	broker, err := newRedisBroker(ctx, cfg, log)
+	broker, err := newRedisBroker(ctx, cfg, rdb, log)
 	if err != nil {
 		_ = rdb.Close()
 		return nil, err

@@ -196,7 +196,7 @@ func New(ctx context.Context, redisURL string, opts ...Option) (*Broker, error) 
 
 	client, own := cfg.client, false
 	if client == nil {
-		c, err := newClient(redisURL)
+		c, err := NewClient(redisURL)
 		if err != nil {
 			return nil, err
 		}
@@ -236,7 +236,10 @@ func New(ctx context.Context, redisURL string, opts ...Option) (*Broker, error) 
 	return b, nil
 }
 
-func newClient(redisURL string) (redis.UniversalClient, error) {
+// NewClient returns a client for a redis://, rediss:// or unix:// URL, or,
+// with a master_name query parameter, for the master its Sentinels name.
+// Errors never quote the URL, which may hold a password.
+func NewClient(redisURL string) (redis.UniversalClient, error) {
 	u, err := url.Parse(redisURL)
 	if err != nil {
 		// Not %w: url errors quote the URL, which may hold a password.
