@@ -102,7 +102,8 @@ func simulate(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	url := fs.String("url", "http://"+cfg.Addr, "server base URL")
+	url := fs.String("url", "http://"+cfg.Addr, "server base URL (and the node the watching session connects to)")
+	postURLs := fs.String("post-urls", "", "comma-separated base URLs to post readings to, round-robin (several nodes without a load balancer); default --url")
 	patients := fs.Int("patients", 200, "patients in the cohort")
 	rate := fs.Float64("rate", 50, "readings per second across the cohort")
 	duration := fs.Duration("duration", 30*time.Second, "how long to run")
@@ -118,7 +119,13 @@ func simulate(ctx context.Context, args []string, out io.Writer) error {
 	if *secret == "" {
 		return errors.New("simulate: set VIGIL_JWT_SECRET or --jwt-secret (the server's secret)")
 	}
-	sc := sim.Config{URL: strings.TrimRight(*url, "/"), Trial: *trial, Sites: *sites, Patients: *patients,
+	var posts []string
+	for _, u := range strings.Split(*postURLs, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			posts = append(posts, u)
+		}
+	}
+	sc := sim.Config{URL: strings.TrimRight(*url, "/"), PostURLs: posts, Trial: *trial, Sites: *sites, Patients: *patients,
 		Rate: *rate, Duration: *duration, Deteriorating: *worse, Workers: *workers,
 		Issuer: auth.Issuer{Secret: []byte(*secret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
 		Seed:   uint64(time.Now().UnixNano())}

@@ -27,7 +27,10 @@ import (
 
 // Config describes a cohort and how hard it drives the server.
 type Config struct {
-	URL      string // server base URL, e.g. http://127.0.0.1:8080
+	URL string // server base URL, e.g. http://127.0.0.1:8080
+	// PostURLs, if set, are the nodes readings are posted to, each worker
+	// keeping to one (several nodes without a load balancer).
+	PostURLs []string
 	Trial    string
 	Sites    int
 	Patients int
@@ -194,13 +197,17 @@ func Run(ctx context.Context, cfg Config, patients []*Patient) (Result, error) {
 		wg    sync.WaitGroup
 		start = time.Now()
 	)
-	for range workers {
+	for w := range workers {
+		target := cfg.URL
+		if len(cfg.PostURLs) > 0 {
+			target = cfg.PostURLs[w%len(cfg.PostURLs)]
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for r := range jobs {
 				t0 := time.Now()
-				status, err := post(context.WithoutCancel(ctx), client, cfg.URL, tokens[r.PatientID], r)
+				status, err := post(context.WithoutCancel(ctx), client, target, tokens[r.PatientID], r)
 				d := time.Since(t0)
 				sent.Add(1)
 				mu.Lock()
