@@ -436,3 +436,30 @@ func waitLog(t *testing.T, n *node, s string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRegistryChangeReachesEveryNode: a registry change made through node A
+// is applied by node B, whose cache held the old record, within a second.
+func TestRegistryChangeReachesEveryNode(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.node(), c.node()
+	safety := staffToken(t, auth.RoleSafety, []string{"T008"})
+	// B scores P4701 unregistered, and caches that.
+	postReading(t, b, "P4701", vitalsOK())
+	if s := latestScore(t, b, safety, "S01", "P4701"); s["registered"] != false {
+		t.Fatalf("before registration: %v", s)
+	}
+	putPatient(t, a, "S01", "P4701", map[string]any{"status": "withdrawn"})
+	changed := time.Now()
+	// B must refuse the withdrawn patient's readings within a second.
+	for {
+		id, status, err := post(t, b, "P4701", vitalsOK())
+		if err == nil && status == 403 {
+			t.Logf("node B applied node A's change after %v", time.Since(changed).Round(time.Millisecond))
+			return
+		}
+		if time.Since(changed) > time.Second {
+			t.Fatalf("node B still accepts a withdrawn patient's readings 1 s after the change on A (last: %d %v %s)", status, err, id)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
