@@ -233,7 +233,7 @@ for a full protocol file.
 %s
 
 Press Ctrl-C to stop. Data is kept in %s.
-`, demoTrial, demoSites, demoPatients, sites[0], base, pi, sites[0], sites[1], base, cra, base, safety, modelLine(cfg), cfg.DB)
+`, demoTrial, demoSites, demoPatients, sites[0], base, pi, sites[0], sites[1], base, cra, base, safety, modelLine(cfg), server.RedactDSN(cfg.DB))
 	simCfg := sim.Config{URL: base, Trial: demoTrial, Sites: demoSites, Patients: demoPatients,
 		Rate: 20, Deteriorating: 0.04, Workers: 8, Issuer: iss, Seed: uint64(time.Now().UnixNano())}
 	patients, err := sim.Cohort(simCfg, time.Now())

@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"sync"
@@ -12,89 +11,6 @@ import (
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// TestLeaseRunsOnceAndIsTakenOver: of three nodes competing for a lease,
-// one runs the work at a time; when it stops (a node dying, or shutting
-// down), another takes the work over.
-func TestLeaseRunsOnceAndIsTakenOver(t *testing.T) {
-	rdb := newRedis(t)
-	var (
-		mu            sync.Mutex
-		running, most int
-		holders       = make(chan int, 10)
-	)
-	work := func(node int) func(context.Context) {
-		return func(ctx context.Context) {
-			mu.Lock()
-			running++
-			most = max(most, running)
-			mu.Unlock()
-			holders <- node
-			<-ctx.Done()
-			mu.Lock()
-			running--
-			mu.Unlock()
-		}
-	}
-	ctxs := make([]context.CancelFunc, 3)
-	var wg sync.WaitGroup
-	for i := range 3 {
-		ctx, cancel := context.WithCancel(context.Background())
-		ctxs[i] = cancel
-		l := cluster.NewLeases(rdb, "test:lease:", time.Second, quiet)
-		wg.Go(func() { l.Run(ctx, "escalations", work(i)) })
-	}
-	defer func() {
-		for _, c := range ctxs {
-			c()
-		}
-		wg.Wait()
-	}()
-	first := <-holders
-	time.Sleep(1500 * time.Millisecond) // several renewals: nobody else takes it
-	select {
-	case other := <-holders:
-		t.Fatalf("node %d took the lease while node %d held it", other, first)
-	default:
-	}
-	ctxs[first]() // the holder stops (and releases)
-	select {
-	case next := <-holders:
-		if next == first {
-			t.Fatalf("the stopped node %d took the lease again", first)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no node took the lease over")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if most != 1 {
-		t.Fatalf("%d nodes ran the work at once", most)
-	}
-}
-
-// TestLeaseExpiresWhenItsHolderVanishes: a lease whose holder stopped
-// renewing (a node killed) is taken over after its TTL.
-func TestLeaseExpiresWhenItsHolderVanishes(t *testing.T) {
-	rdb := newRedis(t)
-	ctx := t.Context()
-	// A dead node's lease: set, never renewed, never released.
-	if err := rdb.Set(ctx, "test:lease:sweep", "dead-node", time.Second).Err(); err != nil {
-		t.Fatal(err)
-	}
-	taken := make(chan time.Time, 1)
-	start := time.Now()
-	l := cluster.NewLeases(rdb, "test:lease:", time.Second, quiet)
-	go l.Run(ctx, "sweep", func(ctx context.Context) { taken <- time.Now(); <-ctx.Done() })
-	select {
-	case at := <-taken:
-		if at.Sub(start) < 900*time.Millisecond {
-			t.Fatalf("taken after %v, before the dead holder's TTL ran out", at.Sub(start))
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the dead node's lease was never taken over")
-	}
-}
 
 type spyCache struct {
 	mu     sync.Mutex

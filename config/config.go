@@ -36,10 +36,6 @@ type Config struct {
 	HistorySize        int           `env:"VIGIL_HISTORY_SIZE" envDefault:"1000"`
 	TrustProxy         bool          `env:"VIGIL_TRUST_PROXY"`
 	SweepInterval      time.Duration `env:"VIGIL_SWEEP_INTERVAL" envDefault:"30s"`
-	// LeaseTTL is how long once-per-cluster work (escalations, missed
-	// readings, notifications, the sweep) waits for a dead node before
-	// another takes it over; with Redis only.
-	LeaseTTL time.Duration `env:"VIGIL_LEASE_TTL" envDefault:"15s"`
 
 	// Escalation and notifications.
 	EscalationInterval time.Duration `env:"VIGIL_ESCALATION_INTERVAL" envDefault:"1s"`
@@ -91,7 +87,6 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.ScoringWorkers, "scoring-workers", c.ScoringWorkers, "VIGIL_SCORING_WORKERS: scoring pool size")
 	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "VIGIL_HISTORY_SIZE: events kept per room")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "VIGIL_TRUST_PROXY: client IP from X-Forwarded-For")
-	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "VIGIL_LEASE_TTL: how long a dead node's once-per-cluster work waits before another node takes it over (Redis only)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "VIGIL_SWEEP_INTERVAL: rescoring sweep period")
 	fs.DurationVar(&c.EscalationInterval, "escalation-interval", c.EscalationInterval, "VIGIL_ESCALATION_INTERVAL: how often due escalations are looked for")
 	fs.DurationVar(&c.EscalationFloor, "escalation-floor", c.EscalationFloor, "VIGIL_ESCALATION_FLOOR: shortest delay between two pages of one alert, whatever a protocol says")

@@ -10,6 +10,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// sharedTimeout bounds one shared-limit check.
+const sharedTimeout = 100 * time.Millisecond
+
 // Shared limits requests per key to perMinute across every node sharing one
 // Redis, with a burst of the same size (GCRA, one round trip per request).
 // A nil *Shared allows everything.
@@ -43,6 +46,10 @@ func (s *Shared) Allow(ctx context.Context, key string, n int, _ time.Time) (ok 
 		return true, 0
 	}
 	n = min(n, s.limit.Burst)
+	// A limiter that waits out a black-holed Redis's retries would turn
+	// every request slow: it answers within its budget or allows.
+	ctx, cancel := context.WithTimeout(ctx, sharedTimeout)
+	defer cancel()
 	res, err := s.l.AllowN(ctx, s.prefix+key, s.limit, n)
 	if err != nil {
 		s.failures.Do(func() { s.log.Warn("shared rate limit unavailable: allowing requests", "err", err) })

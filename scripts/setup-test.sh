@@ -11,7 +11,7 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-[ -x /usr/lib/postgresql/15/bin/initdb ] || command -v pg_config >/dev/null 2>&1 || need_apt+=(postgresql)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-test: please install ${need_apt[*]} (apt-get install ${need_apt[*]}), or run as root" >&2

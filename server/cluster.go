@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -13,6 +14,7 @@ import (
 	"vigil/config"
 	"vigil/ratelimit"
 	"vigil/store"
+	"vigil/store/postgres"
 )
 
 // clusterParts is what depends on whether this node is alone (in-process
@@ -35,7 +37,7 @@ func newCluster(ctx context.Context, cfg config.Config, st store.Store, log *slo
 		if err != nil {
 			return nil, err
 		}
-		return &clusterParts{broker: mem, mem: mem, leases: cluster.Solo{}, log: log}, nil
+		return &clusterParts{broker: mem, mem: mem, leases: leasesFor(st, log), log: log}, nil
 	}
 	rdb, err := redisbus.NewClient(cfg.RedisURL)
 	if err != nil {
@@ -46,8 +48,17 @@ func newCluster(ctx context.Context, cfg config.Config, st store.Store, log *slo
 		_ = rdb.Close()
 		return nil, err
 	}
-	return &clusterParts{broker: broker, rdb: rdb,
-		leases: cluster.NewLeases(rdb, "vigil:lease:", cfg.LeaseTTL, log), log: log}, nil
+	return &clusterParts{broker: broker, rdb: rdb, leases: leasesFor(st, log), log: log}, nil
+}
+
+// leasesFor returns the leases of nodes sharing st: PostgreSQL session
+// locks, so that once-per-cluster work depends on nothing but the database
+// it works on. A SQLite database has one node, which holds every lease.
+func leasesFor(st store.Store, log *slog.Logger) cluster.Leaser {
+	if pg, ok := st.(*postgres.Store); ok {
+		return pg.Leases(time.Second, log)
+	}
+	return cluster.Solo{}
 }
 
 // limiter is a per-key limit of perMinute: shared by every node through

@@ -46,10 +46,11 @@ import (
 
 // Server is one running node.
 type Server struct {
-	cfg    config.Config
-	log    *slog.Logger
-	store  store.Store
-	broker bus.Broker
+	cfg     config.Config
+	log     *slog.Logger
+	store   store.Store
+	broker  bus.Broker
+	retrier *bus.Retrier
 	// cl is what this node shares with others: Redis, leases, the
 	// in-process broker's offsets when there is no Redis.
 	cl       *clusterParts
@@ -107,7 +108,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		}
 		pcfg.Model, pcfg.History = model, storeHistory{st}
 	}
-	pipe, err := scoring.NewPipeline(st, broker, pcfg)
+	// Scores and alerts the bus refuses (Redis unreachable) are published
+	// again once it answers, so boards get them live, late, not only from
+	// their next snapshot.
+	retrier := bus.NewRetrier(broker, 10_000, time.Second, log)
+	pipe, err := scoring.NewPipeline(st, retrier, pcfg)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -122,7 +127,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		EscalationFloor: cfg.EscalationFloor, Logger: log})
 	h := hub.New(broker, hub.Config{Verifier: verifier, AllowedOrigins: cfg.Origins(), Logger: log})
 
-	s := &Server{cfg: cfg, log: log, store: st, broker: broker, cl: cl, pipeline: pipe, hub: h, cache: cache, life: life,
+	s := &Server{cfg: cfg, log: log, store: st, broker: broker, retrier: retrier, cl: cl, pipeline: pipe, hub: h, cache: cache, life: life,
 		dispatcher: dispatcher, model: model}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "vigil",
@@ -203,15 +208,19 @@ func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	if strings.HasPrefix(cfg.DB, "postgres://") || strings.HasPrefix(cfg.DB, "postgresql://") {
 		st, err := postgres.Open(ctx, cfg.DB)
 		if err != nil {
-			return nil, fmt.Errorf("server: open store %s: %w", redactDSN(cfg.DB), err)
+			return nil, fmt.Errorf("server: open store %s: %w", RedactDSN(cfg.DB), err)
 		}
 		return st, nil
 	}
-	return nil, fmt.Errorf("server: VIGIL_DB %q: want sqlite://PATH or postgres://…", redactDSN(cfg.DB))
+	return nil, fmt.Errorf("server: VIGIL_DB %q: want sqlite://PATH or postgres://…", RedactDSN(cfg.DB))
 }
 
-// redactDSN keeps a database URL's scheme only, so passwords never reach logs.
-func redactDSN(dsn string) string {
+// RedactDSN keeps a database URL's scheme only, so passwords never reach
+// logs or the terminal.
+func RedactDSN(dsn string) string {
+	if strings.HasPrefix(dsn, "sqlite://") {
+		return dsn // a file path: nothing secret
+	}
 	for i := 0; i+2 < len(dsn); i++ {
 		if dsn[i:i+3] == "://" {
 			return dsn[:i+3] + "…"
@@ -350,6 +359,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.cl.invalidations != nil {
 		s.bg.Go(func() { s.cl.invalidations.Run(bg) })
 	}
+	s.bg.Go(func() { s.retrier.Run(bg) })
 	err := s.app.Listener(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("server: serve: %w", err)

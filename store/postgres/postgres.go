@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,7 @@ const (
 	lockClassPatientAlert int32 = 0x56470001 // ApplyAlert: one patient's unresolved alert
 	lockClassProtocol     int32 = 0x56470002 // PutProtocol: one trial's protocol
 	lockClassPatient      int32 = 0x56470003 // PutPatient: one registry record
+	lockClassLease        int32 = 0x56470004 // Leases: once-per-cluster work (session lock)
 )
 
 // migrationLockID is goose's session advisory lock (one-key form).
@@ -161,6 +163,12 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	// custom plan per run costs a little planning and follows the table.
 	if _, set := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
 		pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
+	// pgxpool's default (the number of CPUs, at least 4) is too few: each
+	// lease a node holds keeps a session of its own (Leases), besides the
+	// writer and the readers.
+	if !strings.Contains(url, "pool_max_conns") {
+		pcfg.MaxConns = max(pcfg.MaxConns, 20)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {

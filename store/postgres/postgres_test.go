@@ -484,3 +484,43 @@ func BenchmarkInsertReadingParallel(b *testing.B) {
 		})
 	}
 }
+
+// TestLeasesOneHolderAndTakeover: of two stores (two nodes) on one database,
+// one runs a lease's work at a time; when its holder stops, the other takes
+// the work over.
+func TestLeasesOneHolderAndTakeover(t *testing.T) {
+	url := pgtest.NewDatabase(t, pgtest.Start(t))
+	holders := make(chan int, 10)
+	var stops []context.CancelFunc
+	var wg sync.WaitGroup
+	for i := range 2 {
+		st := openNode(t, url)
+		ctx, cancel := context.WithCancel(t.Context())
+		stops = append(stops, cancel)
+		l := st.Leases(100*time.Millisecond, nil)
+		wg.Go(func() {
+			l.Run(ctx, "escalations", func(ctx context.Context) { holders <- i; <-ctx.Done() })
+		})
+	}
+	defer func() {
+		for _, s := range stops {
+			s()
+		}
+		wg.Wait()
+	}()
+	first := <-holders
+	select {
+	case other := <-holders:
+		t.Fatalf("node %d took the lease while node %d held it", other, first)
+	case <-time.After(700 * time.Millisecond):
+	}
+	stops[first]()
+	select {
+	case next := <-holders:
+		if next == first {
+			t.Fatal("the stopped node took the lease again")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no node took the lease over")
+	}
+}
