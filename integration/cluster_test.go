@@ -252,7 +252,10 @@ func (b *resilientBoard) session(c *wsClient, stop <-chan struct{}, first bool, 
 			return subscribed
 		default:
 		}
-		m, err := c.read(3 * time.Second)
+		// Reconnect only when the server closes the session, never on
+		// silence: a board that reconnected on a timer would hide a broken
+		// live path behind its recoveries.
+		m, err := c.read(time.Minute)
 		if err != nil {
 			return subscribed
 		}

@@ -370,8 +370,18 @@ func (s *Server) Serve(ln net.Listener) error {
 // sweep scores readings that a crash or a failed scoring left unscored: all
 // of them at start, then every SweepInterval those older than it.
 func (s *Server) sweep(ctx context.Context) {
-	s.rescore(ctx, time.Now())
+	// A lone node scores everything left unscored at once: nobody else is
+	// scoring. A node taking the sweep over from another leaves the readings
+	// of the last interval alone, which the other nodes may be scoring now.
+	cutoff := time.Now()
+	if _, solo := s.cl.leases.(cluster.Solo); !solo {
+		cutoff = cutoff.Add(-s.cfg.SweepInterval)
+	}
+	s.rescore(ctx, cutoff)
 	if s.cfg.SweepInterval <= 0 {
+		// Hold the lease all the same: returning would release it, and the
+		// next taker would sweep again.
+		<-ctx.Done()
 		return
 	}
 	t := time.NewTicker(s.cfg.SweepInterval)
