@@ -145,9 +145,18 @@ func (s *Store) commit(batch []*op) {
 	// One bad op (text PostgreSQL refuses, say) must not fail the others,
 	// and a batch whose commit went unanswered may have committed: retry each
 	// op on its own. A reading that did commit comes back as a Duplicate of
-	// itself, never as a failure.
+	// itself, not as a failure, unless the database stopped answering.
+	// The retries share one write timeout, so a database that stopped
+	// answering fails the batch within it instead of holding the writer for
+	// a timeout per op. A write reported failed this way may have committed:
+	// its client retries and gets the duplicate's 200, nothing is lost.
 	s.stats.fallbacks.Add(1)
+	giveUp := time.Now().Add(s.cfg.writeTimeout)
 	for _, o := range live {
+		if time.Now().After(giveUp) {
+			o.done <- result{err: fmt.Errorf("postgres: write: gave up retrying a failed batch: %w", err)}
+			continue
+		}
 		rs, err := s.writeBatch([]*op{o})
 		if err != nil {
 			o.done <- result{err: err}
