@@ -8,17 +8,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/uuid"
-
 	"vigil/scoring"
 	"vigil/store"
-)
-
-// Audit actions written by ApplyAlert.
-const (
-	actorSystem   = "system"
-	actionOpened  = "opened"
-	actionUpdated = "updated"
 )
 
 // ApplyAlert reads the patient's unresolved alert, asks merge what it becomes
@@ -74,66 +65,10 @@ func (s *Store) applyAlert(ctx context.Context, tx *sql.Tx, cand scoring.Alert, 
 		}
 	}
 
-	var mergeArg *scoring.Alert
-	if current != nil {
-		// merge gets a copy, so it cannot alter what we write as old_value.
-		c := *current
-		c.Reasons = append([]string(nil), current.Reasons...)
-		mergeArg = &c
+	next, c, changed, err := store.MergeAlert(current, cand, merge, s.cfg.clock().UTC(), monotonic)
+	if err != nil || !changed {
+		return next, false, err
 	}
-	next, changed := merge(mergeArg, cand)
-	if !changed {
-		if current != nil {
-			return *current, false, nil
-		}
-		return scoring.Alert{}, false, nil
-	}
-
-	now := s.cfg.clock().UTC()
-	next.Kind = "alert"
-	next.PatientID, next.TrialID, next.SiteID = cand.PatientID, cand.TrialID, cand.SiteID
-	if current != nil {
-		next.AlertID = current.AlertID
-		if next.OpenedAt.IsZero() {
-			next.OpenedAt = current.OpenedAt
-		}
-		if next.Status == "" {
-			next.Status = current.Status
-		}
-	} else {
-		next.AlertID = uuid.NewString()
-		if next.OpenedAt.IsZero() {
-			next.OpenedAt = now
-		}
-		if next.Status == "" {
-			next.Status = scoring.StatusOpen
-		}
-	}
-	if next.UpdatedAt.IsZero() {
-		next.UpdatedAt = now
-	}
-	if current != nil {
-		next.UpdatedAt = monotonic(next.UpdatedAt, current.UpdatedAt)
-	}
-	if next.Reasons == nil {
-		next.Reasons = []string{}
-	}
-	switch next.Status {
-	case scoring.StatusOpen, scoring.StatusAcknowledged, scoring.StatusEscalated, scoring.StatusResolved:
-	default:
-		return scoring.Alert{}, false, fmt.Errorf("merge returned unknown status %q", next.Status)
-	}
-
-	// The system's "why" is the reading that raised the candidate.
-	reason := ""
-	if cand.ReadingID != "" {
-		reason = "reading " + cand.ReadingID
-	}
-	action := actionOpened
-	if current != nil {
-		action = actionUpdated
-	}
-	c := store.Change{Actor: store.System, Action: action, Reason: reason, At: now}
 	if err := s.saveAlert(ctx, tx, next, currentDoc, c, nil); err != nil {
 		return scoring.Alert{}, false, err
 	}
