@@ -37,8 +37,12 @@ type memRoom struct {
 	latest uint64
 	// base is the room's latest offset when this process took it over;
 	// events up to base are not in the ring.
-	base       uint64
-	ring       []Event // the event with offset o sits at ring[(o-1)%len(ring)]
+	base uint64
+	// ring holds the latest events, the one with offset o at
+	// ring[(o-base-1)%size]. It grows to size as events come rather than
+	// being allocated whole: a node knows a thousand rooms, most of them
+	// quiet, and a full ring of each would cost megabytes before any event.
+	ring       []Event
 	subscribed bool
 }
 
@@ -115,7 +119,7 @@ func (m *Memory) room(name string) *memRoom {
 	defer m.mu.Unlock()
 	if r = m.rooms[name]; r == nil {
 		start := m.startOf(name)
-		r = &memRoom{ring: make([]Event, m.size), latest: start, base: start}
+		r = &memRoom{latest: start, base: start}
 		m.rooms[name] = r
 	}
 	return r
@@ -145,7 +149,11 @@ func (m *Memory) Publish(ctx context.Context, room string, data []byte) (Event, 
 	defer r.mu.Unlock()
 	r.latest++
 	ev.Offset = r.latest
-	r.ring[(ev.Offset-1)%uint64(len(r.ring))] = ev
+	if len(r.ring) < m.size {
+		r.ring = append(r.ring, ev)
+	} else {
+		r.ring[(ev.Offset-r.base-1)%uint64(m.size)] = ev
+	}
 	if r.subscribed {
 		if h := m.handler.Load(); h != nil {
 			(*h)(ev)
@@ -179,13 +187,13 @@ func (m *Memory) History(ctx context.Context, room string, since uint64) ([]Even
 	if since == latest {
 		return nil, latest, nil
 	}
-	size := uint64(len(r.ring))
-	if since < r.base || latest-since > size {
+	if since < r.base || latest-since > uint64(len(r.ring)) {
 		return nil, latest, ErrUnrecoverable
 	}
+	size := uint64(m.size)
 	events := make([]Event, 0, latest-since)
 	for o := since + 1; o <= latest; o++ {
-		events = append(events, r.ring[(o-1)%size])
+		events = append(events, r.ring[(o-r.base-1)%size])
 	}
 	return events, latest, nil
 }

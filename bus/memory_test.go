@@ -248,3 +248,43 @@ func TestMemoryStartOffsets(t *testing.T) {
 		t.Fatalf("Offsets() = %v", got)
 	}
 }
+
+// TestMemoryRingAfterStartOffset: the ring grows from empty and then wraps,
+// indexed from the offset the room continued after.
+func TestMemoryRingAfterStartOffset(t *testing.T) {
+	tests := []struct {
+		published int
+		since     uint64
+		want      []uint64
+		unrecov   bool
+	}{
+		{3, 100, span(101, 103), false},
+		{10, 100, span(101, 110), false},
+		{25, 115, span(116, 125), false},
+		{25, 114, nil, true},
+		{25, 124, span(125, 125), false},
+		{25, 100, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%d after %d", tt.published, tt.since), func(t *testing.T) {
+			m := NewMemory(10, WithStartOffsets(nil, 100))
+			for i := range tt.published {
+				if _, err := m.Publish(context.Background(), "r", fmt.Appendf(nil, `{"i":%d}`, 101+i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			evs, latest, err := m.History(context.Background(), "r", tt.since)
+			if latest != uint64(100+tt.published) || errors.Is(err, ErrUnrecoverable) != tt.unrecov {
+				t.Fatalf("latest %d, err %v", latest, err)
+			}
+			if got := offsets(evs); !tt.unrecov && !slices.Equal(got, tt.want) {
+				t.Fatalf("offsets %v, want %v", got, tt.want)
+			}
+			for _, e := range evs {
+				if want := fmt.Sprintf(`{"i":%d}`, e.Offset); string(e.Data) != want {
+					t.Errorf("event %d holds %s", e.Offset, e.Data)
+				}
+			}
+		})
+	}
+}
