@@ -18,10 +18,13 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -103,6 +106,11 @@ type Hub struct {
 	sessions map[*session]struct{}
 	closing  bool
 	active   sync.WaitGroup
+	// pinger pings every session once per PingInterval from one goroutine,
+	// started with the first session and stopped by Shutdown, instead of a
+	// timer per session.
+	pinger   sync.Once
+	stopPing chan struct{}
 
 	nextID atomic.Uint64
 }
@@ -135,6 +143,7 @@ func New(b bus.Broker, cfg Config) *Hub {
 		rooms:    make(map[string][]*subscription),
 		seed:     maphash.MakeSeed(),
 		sessions: make(map[*session]struct{}),
+		stopPing: make(chan struct{}),
 	}
 	if slices.Contains(cfg.AllowedOrigins, "*") {
 		// coder/websocket asks for InsecureSkipVerify rather than a "*"
@@ -154,38 +163,84 @@ func (h *Hub) Sessions() int {
 	return len(h.sessions)
 }
 
-// ServeHTTP upgrades GET /ws and serves the session until it ends.
+// ServeHTTP upgrades GET /ws and serves the session until it ends. It takes
+// the connection from the net/http server at once and serves it as ServeConn
+// does.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "the connection cannot be upgraded", http.StatusInternalServerError)
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		h.log.Debug("hijack failed", "err", err)
+		return
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		conn = &prefixConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)}
+	}
+	h.ServeConn(conn, r)
+}
+
+// ServeConn serves a connection its HTTP server has given up, whose request
+// r asked for GET /ws. It answers the upgrade on conn (or refuses it with an
+// HTTP error and closes conn) on the calling goroutine, then serves the
+// session on a goroutine of its own, which closes conn when the session
+// ends, and returns.
+func (h *Hub) ServeConn(conn net.Conn, r *http.Request) {
 	h.sessMu.Lock()
 	if h.closing {
 		h.sessMu.Unlock()
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		refuse(conn, h.cfg.WriteTimeout, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
 	h.active.Add(1)
 	h.sessMu.Unlock()
-	defer h.active.Done()
 
-	token := auth.BearerToken(r.Header.Get("Authorization"))
-	conn, err := websocket.Accept(w, r, &h.accept)
+	s, token := h.upgrade(conn, r)
+	if s == nil {
+		h.active.Done()
+		return
+	}
+	// A goroutine of its own, so that the handshake's stack and the HTTP
+	// server's frames are not kept under the session's reads.
+	go h.run(s, token)
+}
+
+// upgrade answers the upgrade and registers the session.
+func (h *Hub) upgrade(conn net.Conn, r *http.Request) (*session, string) {
+	fw := newFrameWriter(conn, h.cfg.WriteTimeout)
+	hw := &handshakeWriter{conn: conn, fw: fw, timeout: h.cfg.WriteTimeout, header: make(http.Header)}
+	ws, err := websocket.Accept(hw, r, &h.accept)
 	if err != nil {
-		// Accept has written the HTTP error (403 for a refused Origin).
+		// Accept has put the HTTP error (403 for a refused Origin) in hw.
 		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
-		return
+		hw.finish()
+		conn.Close()
+		return nil, ""
 	}
-	conn.SetReadLimit(readLimit)
-
-	s := newSession(h, conn)
+	ws.SetReadLimit(readLimit)
+	s := newSession(h, ws, fw)
 	if !h.register(s) {
-		conn.Close(websocket.StatusGoingAway, "server shutting down")
-		return
+		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return nil, ""
 	}
-	go s.writeLoop()
+	return s, auth.BearerToken(r.Header.Get("Authorization"))
+}
+
+// run serves an accepted session until it ends.
+func (h *Hub) run(s *session, token string) {
+	defer h.active.Done()
 	s.readLoop(token)
 	// The read side is finished (peer gone, or a close already under way);
 	// make sure the writer stops too, then let go of the rooms.
 	s.close(websocket.StatusNormalClosure, "")
-	<-s.writerDone
+	s.mu.Lock()
+	writerDone := s.writerDone
+	s.mu.Unlock()
+	<-writerDone
 	s.cleanup()
 	h.unregister(s)
 }
@@ -198,7 +253,39 @@ func (h *Hub) register(s *session) bool {
 	}
 	h.sessions[s] = struct{}{}
 	metrics.HubSessions.Inc()
+	h.pinger.Do(func() { go h.pingLoop() })
 	return true
+}
+
+// pingSlots spreads the pings of PingInterval over this many ticks, so that
+// thousands of sessions are not pinged at the same instant.
+const pingSlots = 25
+
+// pingLoop pings each session once per PingInterval: session n in tick n
+// modulo pingSlots.
+func (h *Hub) pingLoop() {
+	t := time.NewTicker(h.cfg.PingInterval / pingSlots)
+	defer t.Stop()
+	var due []*session
+	for tick := uint64(0); ; tick++ {
+		select {
+		case <-h.stopPing:
+			return
+		case <-t.C:
+		}
+		h.sessMu.Lock()
+		for s := range h.sessions {
+			if s.id%pingSlots == tick%pingSlots {
+				due = append(due, s)
+			}
+		}
+		h.sessMu.Unlock()
+		for _, s := range due {
+			s.ping()
+		}
+		clear(due)
+		due = due[:0]
+	}
 }
 
 func (h *Hub) unregister(s *session) {
@@ -217,6 +304,9 @@ func (h *Hub) unregister(s *session) {
 // close-handshake timeouts.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.sessMu.Lock()
+	if !h.closing {
+		close(h.stopPing)
+	}
 	h.closing = true
 	open := make([]*session, 0, len(h.sessions))
 	for s := range h.sessions {

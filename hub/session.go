@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,33 +18,42 @@ import (
 	"vigil/metrics"
 )
 
-// session is one WebSocket connection. Two goroutines serve it: the read
-// goroutine (the ServeHTTP call) runs the protocol, and writeLoop is the only
-// writer of data frames. Everything reaches the client through send, so the
-// client sees frames in the order they were queued.
+// session is one WebSocket connection. One goroutine, the read goroutine
+// (the ServeConn call), runs the protocol for as long as the session lives.
+// Frames reach the client through queue, in the order they were queued; a
+// writer goroutine exists only while the queue has frames (or the close frame
+// is due), so an idle session costs its reader alone. The writer takes the
+// whole queue at once and writes it in one system call.
 type session struct {
 	h    *Hub
 	id   uint64
 	conn *websocket.Conn
-	log  *slog.Logger
+	fw   *frameWriter // nil when conn does not write through one (tests)
 
-	send       chan []byte
-	done       chan struct{} // closed when the session starts closing
+	// writerDone is closed when the close frame has been sent; it is made
+	// when the session starts closing, as channels cost an idle session.
 	writerDone chan struct{}
-	// ctx bounds the bus calls made for the session; cancelled with done.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	pinging atomic.Bool
+	pinging    atomic.Bool
 
 	mu          sync.Mutex
 	closing     bool
 	closeCode   websocket.StatusCode
 	closeReason string
+	queue       [][]byte // frames waiting for the writer
+	spare       [][]byte // the writer's last queue, for reuse
+	writing     bool     // a writer goroutine is running
+	// space is made by a reader waiting for room in queue and closed by the
+	// writer when it takes the queue.
+	space chan struct{}
+	// busCancel cancels the bus call in progress for the session, so that a
+	// closing session does not wait for it. (Not a context per session: it
+	// would cost every idle session its allocations.)
+	busCancel context.CancelFunc
 
 	// Owned by the read goroutine.
 	claims *auth.Claims
 	expiry *time.Timer
-	subs   map[string]*subscription
+	subs   []*subscription // a session joins a few rooms: no map
 }
 
 // subscription is a session's membership of a room. The hub's room lists
@@ -72,22 +82,18 @@ type pendingEvent struct {
 	frame  []byte
 }
 
-func newSession(h *Hub, conn *websocket.Conn) *session {
-	id := h.nextID.Add(1)
-	ctx, cancel := context.WithCancel(context.Background())
+func newSession(h *Hub, conn *websocket.Conn, fw *frameWriter) *session {
 	return &session{
-		h:          h,
-		id:         id,
-		conn:       conn,
-		log:        h.log.With("session", id),
-		send:       make(chan []byte, h.cfg.SendQueue),
-		done:       make(chan struct{}),
-		writerDone: make(chan struct{}),
-		ctx:        ctx,
-		cancel:     cancel,
-		subs:       make(map[string]*subscription),
+		h:    h,
+		id:   h.nextID.Add(1),
+		conn: conn,
+		fw:   fw,
 	}
 }
+
+// logger is made when needed: a logger per session would cost every idle
+// session a handler.
+func (s *session) logger() *slog.Logger { return s.h.log.With("session", s.id) }
 
 // close starts closing the session with code; the first call wins.
 func (s *session) close(code websocket.StatusCode, reason string) {
@@ -102,8 +108,26 @@ func (s *session) closeLocked(code websocket.StatusCode, reason string) {
 	}
 	s.closing = true
 	s.closeCode, s.closeReason = code, reason
-	close(s.done)
-	s.cancel()
+	s.writerDone = make(chan struct{})
+	if s.space != nil {
+		close(s.space) // a waiting reader sees closing
+		s.space = nil
+	}
+	if s.busCancel != nil {
+		s.busCancel()
+	}
+	// The writer sends the close frame once its write in progress is done;
+	// the backlog is dropped.
+	s.queue = nil
+	s.kickLocked()
+}
+
+// kickLocked makes sure a writer goroutine is running.
+func (s *session) kickLocked() {
+	if !s.writing {
+		s.writing = true
+		go s.writeFrames()
+	}
 }
 
 func (s *session) closeSlowLocked() {
@@ -112,25 +136,50 @@ func (s *session) closeSlowLocked() {
 	}
 	s.closeLocked(StatusTooSlow, "send queue full")
 	metrics.HubSlowClosed.Inc()
-	s.log.Warn("closing slow session", "queue", cap(s.send))
+	s.logger().Warn("closing slow session", "queue", s.h.cfg.SendQueue)
+}
+
+// pushLocked queues a frame without waiting, closing the session as too slow
+// when its queue is full.
+func (s *session) pushLocked(frame []byte) bool {
+	if len(s.queue) >= s.h.cfg.SendQueue {
+		s.closeSlowLocked()
+		return false
+	}
+	s.queue = append(s.queue, frame)
+	s.kickLocked()
+	return true
 }
 
 // enqueue queues a frame from the read goroutine, waiting for room: the
 // reader may wait (it only delays this client's own commands), while dispatch
 // may not.
 func (s *session) enqueue(frame []byte) bool {
-	select {
-	case s.send <- frame:
-		return true
-	case <-s.done:
-		return false
+	for {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			return false
+		}
+		if len(s.queue) < s.h.cfg.SendQueue {
+			s.queue = append(s.queue, frame)
+			s.kickLocked()
+			s.mu.Unlock()
+			return true
+		}
+		if s.space == nil {
+			s.space = make(chan struct{})
+		}
+		space := s.space
+		s.mu.Unlock()
+		<-space
 	}
 }
 
 func (s *session) reply(v any) bool {
 	b, err := json.Marshal(v)
 	if err != nil {
-		s.log.Error("encoding reply", "err", err)
+		s.logger().Error("encoding reply", "err", err)
 		return false
 	}
 	return s.enqueue(b)
@@ -150,7 +199,7 @@ func (sub *subscription) deliver(offset uint64, frame []byte) bool {
 		return false
 	}
 	if sub.joining {
-		if len(sub.pending) >= cap(s.send) {
+		if len(sub.pending) >= s.h.cfg.SendQueue {
 			s.closeSlowLocked()
 			return false
 		}
@@ -161,50 +210,80 @@ func (sub *subscription) deliver(offset uint64, frame []byte) bool {
 		// Already sent: a bus may redeliver after a reconnect.
 		return false
 	}
-	select {
-	case s.send <- frame:
-		sub.last = offset
-		return true
-	default:
-		s.closeSlowLocked()
+	if !s.pushLocked(frame) {
 		return false
 	}
+	sub.last = offset
+	return true
 }
 
-func (s *session) writeLoop() {
-	defer close(s.writerDone)
-	ticker := time.NewTicker(s.h.cfg.PingInterval)
-	defer ticker.Stop()
+// writeFrames is the session's writer while it has frames to write: it
+// writes everything queued in one batch, and again until the queue is empty.
+// A closing session's writer sends the close frame instead, after the write
+// in progress, so the close frame is not stuck behind a half-written message.
+func (s *session) writeFrames() {
 	for {
-		select {
-		case <-s.done:
+		s.mu.Lock()
+		if s.closing {
+			done := s.writerDone
+			s.mu.Unlock()
 			s.finish()
+			close(done)
+			return // writing stays set: nothing writes after the close frame
+		}
+		frames := s.queue
+		if len(frames) == 0 {
+			s.writing = false
+			s.mu.Unlock()
 			return
-		case frame := <-s.send:
-			// select picks among ready cases at random; a closing session
-			// must not keep writing its backlog.
-			select {
-			case <-s.done:
-				s.finish()
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.WriteTimeout)
-			err := s.conn.Write(ctx, websocket.MessageText, frame)
-			cancel()
-			if err != nil {
-				s.log.Debug("write failed", "err", err)
-				s.close(websocket.StatusGoingAway, "write failed")
-			}
-		case <-ticker.C:
-			s.ping()
+		}
+		s.queue, s.spare = s.spare, nil
+		if s.space != nil {
+			close(s.space)
+			s.space = nil
+		}
+		s.mu.Unlock()
+
+		err := s.writeBatch(frames)
+		clear(frames)
+		s.mu.Lock()
+		if cap(frames) <= 64 {
+			s.spare = frames[:0]
+		}
+		s.mu.Unlock()
+		if err != nil {
+			s.logger().Debug("write failed", "err", err)
+			s.close(websocket.StatusGoingAway, "write failed")
 		}
 	}
 }
 
-// finish sends the close frame. A session closed 4008 reaches this only once
-// its pending write completes (or times out), so the close frame is not
-// stuck behind a half-written message.
+// writeBatch writes frames through the frame writer's batch: coder/websocket
+// frames each message, and the socket gets them in one write. The socket's
+// write deadline bounds it, so no context timer is made per message.
+func (s *session) writeBatch(frames [][]byte) error {
+	if s.fw == nil {
+		for _, f := range frames {
+			ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.WriteTimeout)
+			err := s.conn.Write(ctx, websocket.MessageText, f)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s.fw.begin()
+	for _, f := range frames {
+		if err := s.conn.Write(context.Background(), websocket.MessageText, f); err != nil {
+			s.fw.end()
+			return err
+		}
+	}
+	return s.fw.end()
+}
+
+// finish sends the close frame and waits for the client's.
 func (s *session) finish() {
 	s.mu.Lock()
 	code, reason := s.closeCode, s.closeReason
@@ -212,20 +291,21 @@ func (s *session) finish() {
 	s.conn.Close(code, reason)
 }
 
-// ping runs in its own goroutine because Ping waits for the pong, and the
-// writer must keep draining the queue meanwhile.
+// ping keeps the connection alive through proxies (the hub's pinger calls
+// it once per PingInterval). The ping waits for the pong on a goroutine of its
+// own while the session's writer, if any, goes on writing.
 func (s *session) ping() {
-	if !s.pinging.CompareAndSwap(false, true) {
+	if s.isClosing() || !s.pinging.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
 		defer s.pinging.Store(false)
-		// Not s.ctx: cancelling a context during a write tears the connection
-		// down without a close frame.
+		// Not a context the session cancels: cancelling a context during a
+		// write tears the connection down without a close frame.
 		ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.WriteTimeout)
 		defer cancel()
 		if err := s.conn.Ping(ctx); err != nil {
-			s.log.Debug("ping failed", "err", err)
+			s.logger().Debug("ping failed", "err", err)
 			s.close(websocket.StatusPolicyViolation, "ping timeout")
 		}
 	}()
@@ -234,16 +314,13 @@ func (s *session) ping() {
 // readLoop authenticates the session and serves its commands until the
 // connection ends. A bearer token from the upgrade request stands in for the
 // auth frame.
+//
+// The goroutine waiting in Read lives as long as the session, and a stack
+// once grown stays grown while it is in use: each frame is handled on a
+// short-lived goroutine (handle), so the JSON, JWT and bus calls a command
+// needs do not leave every idle session with their stack.
 func (s *session) readLoop(headerToken string) {
-	var claims *auth.Claims
-	if headerToken != "" {
-		c, err := s.verify(headerToken)
-		if err != nil {
-			s.unauthorized("invalid token", err)
-			return
-		}
-		claims = c
-	} else {
+	if headerToken == "" {
 		timer := time.AfterFunc(s.h.cfg.AuthTimeout, func() {
 			s.unauthorized("authentication timeout", nil)
 		})
@@ -252,49 +329,73 @@ func (s *session) readLoop(headerToken string) {
 		if err != nil || s.isClosing() {
 			return
 		}
-		var m clientMsg
-		if err := json.Unmarshal(data, &m); err != nil || m.Type != "auth" {
-			s.unauthorized("authentication required", nil)
+		if !offStack(func() bool { return s.authFrame(data) }) {
 			return
 		}
-		if claims, err = s.verify(m.Token); err != nil {
-			s.unauthorized("invalid token", err)
-			return
-		}
-	}
-	s.claims = claims
-	s.log.Debug("session authenticated", "sub", claims.Subject, "role", claims.Role)
-	s.armExpiry()
-	if !s.reply(readyMsg{Type: "ready", Sub: claims.Subject, Role: claims.Role, Exp: expUnix(claims)}) {
+	} else if !offStack(func() bool { return s.authenticate(headerToken) }) {
 		return
 	}
-
 	for {
 		typ, data, err := s.conn.Read(context.Background())
 		if err != nil {
 			return
 		}
-		if typ != websocket.MessageText {
-			s.badRequest("frames must be text")
-			continue
-		}
-		var m clientMsg
-		if err := json.Unmarshal(data, &m); err != nil {
-			s.badRequest("malformed frame: " + jsonProblem(err))
-			continue
-		}
-		switch m.Type {
-		case "subscribe":
-			s.subscribe(m)
-		case "unsubscribe":
-			s.unsubscribe(m)
-		case "refresh":
-			s.refresh(m)
-		case "auth":
-			s.badRequest("already authenticated; send refresh to extend the session")
-		default:
-			s.badRequest("unknown type")
-		}
+		offStack(func() bool { s.handle(typ, data); return true })
+	}
+}
+
+// offStack runs f on a new goroutine and waits for it. f may use whatever
+// the calling goroutine owns, which waits meanwhile.
+func offStack(f func() bool) bool {
+	ok := make(chan bool, 1)
+	go func() { ok <- f() }()
+	return <-ok
+}
+
+// authFrame authenticates the session with its first frame.
+func (s *session) authFrame(data []byte) bool {
+	var m clientMsg
+	if err := json.Unmarshal(data, &m); err != nil || m.Type != "auth" {
+		s.unauthorized("authentication required", nil)
+		return false
+	}
+	return s.authenticate(m.Token)
+}
+
+func (s *session) authenticate(token string) bool {
+	claims, err := s.verify(token)
+	if err != nil {
+		s.unauthorized("invalid token", err)
+		return false
+	}
+	s.claims = claims
+	s.logger().Debug("session authenticated", "sub", claims.Subject, "role", claims.Role)
+	s.armExpiry()
+	return s.reply(readyMsg{Type: "ready", Sub: claims.Subject, Role: claims.Role, Exp: expUnix(claims)})
+}
+
+// handle serves one client frame.
+func (s *session) handle(typ websocket.MessageType, data []byte) {
+	if typ != websocket.MessageText {
+		s.badRequest("frames must be text")
+		return
+	}
+	var m clientMsg
+	if err := json.Unmarshal(data, &m); err != nil {
+		s.badRequest("malformed frame: " + jsonProblem(err))
+		return
+	}
+	switch m.Type {
+	case "subscribe":
+		s.subscribe(m)
+	case "unsubscribe":
+		s.unsubscribe(m)
+	case "refresh":
+		s.refresh(m)
+	case "auth":
+		s.badRequest("already authenticated; send refresh to extend the session")
+	default:
+		s.badRequest("unknown type")
 	}
 }
 
@@ -326,7 +427,7 @@ func (s *session) verify(token string) (*auth.Claims, error) {
 }
 
 func (s *session) unauthorized(reason string, err error) {
-	s.log.Debug("session refused", "reason", reason, "err", err)
+	s.logger().Debug("session refused", "reason", reason, "err", err)
 	s.close(StatusUnauthorized, reason)
 }
 
@@ -367,19 +468,19 @@ func (s *session) subscribe(m clientMsg) {
 		s.reply(errorMsg{Type: "error", Code: codeForbidden, Room: m.Room})
 		return
 	}
-	if sub := s.subs[m.Room]; sub != nil {
+	if sub := s.sub(m.Room); sub != nil {
 		s.resubscribe(sub, m)
 		return
 	}
 
 	sub := &subscription{s: s, room: m.Room, joining: true}
-	ctx, cancel := context.WithTimeout(s.ctx, brokerTimeout)
-	defer cancel()
+	ctx, done := s.busCall()
+	defer done()
 	if err := s.h.join(ctx, sub); err != nil {
 		s.unavailable(m.Room, "bus subscribe failed", err)
 		return
 	}
-	s.subs[m.Room] = sub
+	s.subs = append(s.subs, sub)
 
 	recovered, latest, events, err := s.fetch(ctx, m)
 	if err != nil {
@@ -402,7 +503,7 @@ func (s *session) subscribe(m clientMsg) {
 	for _, ev := range events {
 		frame, err := encodeEvent(ev)
 		if err != nil {
-			s.log.Error("dropping event", "room", ev.Room, "offset", ev.Offset, "err", err)
+			s.logger().Error("dropping event", "room", ev.Room, "offset", ev.Offset, "err", err)
 			continue
 		}
 		if !s.enqueue(frame) {
@@ -487,10 +588,8 @@ func (s *session) resubscribe(sub *subscription, m clientMsg) {
 	if err != nil {
 		return
 	}
-	select {
-	case s.send <- b:
-	default:
-		s.closeSlowLocked()
+	if !s.closing {
+		s.pushLocked(b)
 	}
 }
 
@@ -498,7 +597,7 @@ func (s *session) unavailable(room, what string, err error) {
 	if s.isClosing() {
 		return
 	}
-	s.log.Warn(what, "room", room, "err", err)
+	s.logger().Warn(what, "room", room, "err", err)
 	s.reply(errorMsg{Type: "error", Code: codeUnavailable, Room: room})
 }
 
@@ -507,7 +606,7 @@ func (s *session) unsubscribe(m clientMsg) {
 		s.badRequest("room is required")
 		return
 	}
-	if sub := s.subs[m.Room]; sub != nil {
+	if sub := s.sub(m.Room); sub != nil {
 		s.drop(sub)
 	}
 	s.reply(unsubscribedMsg{Type: "unsubscribed", Room: m.Room})
@@ -518,8 +617,37 @@ func (s *session) drop(sub *subscription) {
 	sub.gone = true
 	sub.pending = nil
 	s.mu.Unlock()
-	delete(s.subs, sub.room)
+	s.subs = slices.DeleteFunc(s.subs, func(x *subscription) bool { return x == sub })
 	s.h.leave(sub)
+}
+
+// sub returns the session's subscription to room, or nil.
+func (s *session) sub(room string) *subscription {
+	for _, sub := range s.subs {
+		if sub.room == room {
+			return sub
+		}
+	}
+	return nil
+}
+
+// busCall returns the context of a bus call made for the session, which
+// closing the session cancels, and the function that ends the call.
+func (s *session) busCall() (context.Context, func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	s.mu.Lock()
+	if s.closing {
+		cancel()
+	} else {
+		s.busCancel = cancel
+	}
+	s.mu.Unlock()
+	return ctx, func() {
+		s.mu.Lock()
+		s.busCancel = nil
+		s.mu.Unlock()
+		cancel()
+	}
 }
 
 // refresh replaces the claims with a newer token's for the same subject. The
@@ -527,17 +655,17 @@ func (s *session) drop(sub *subscription) {
 func (s *session) refresh(m clientMsg) {
 	claims, err := s.verify(m.Token)
 	if err != nil || claims.Subject != s.claims.Subject {
-		s.log.Debug("refresh refused", "err", err)
+		s.logger().Debug("refresh refused", "err", err)
 		s.reply(errorMsg{Type: "error", Code: codeInvalidToken})
 		return
 	}
 	s.claims = claims
 	s.armExpiry()
 	s.reply(refreshedMsg{Type: "refreshed", Exp: expUnix(claims)})
-	for room, sub := range s.subs {
-		if !claims.CanJoin(room) {
+	for _, sub := range slices.Clone(s.subs) {
+		if !claims.CanJoin(sub.room) {
 			s.drop(sub)
-			s.reply(unsubscribedMsg{Type: "unsubscribed", Room: room, Reason: codeForbidden})
+			s.reply(unsubscribedMsg{Type: "unsubscribed", Room: sub.room, Reason: codeForbidden})
 		}
 	}
 }
@@ -547,7 +675,7 @@ func (s *session) cleanup() {
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
-	for _, sub := range s.subs {
+	for _, sub := range slices.Clone(s.subs) {
 		s.drop(sub)
 	}
 }

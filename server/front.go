@@ -1,93 +1,45 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
-	"errors"
-	"io"
 	"net"
-	"sync"
+	"net/http"
 
 	"github.com/gofiber/fiber/v2"
+
+	"vigil/hub"
 )
 
-// The hub needs net/http (coder/websocket hijacks through http.Hijacker) while
-// ingest runs on Fiber (fasthttp), and users need one origin. Fiber owns the
-// public listener, so the ingest path pays nothing; a request for /ws is
-// hijacked from fasthttp and its connection handed, with the request header
-// replayed in front of any bytes fasthttp had buffered, to a net/http server
-// that reads from connListener instead of a socket. See docs/architecture.md.
-
-// connListener is a net.Listener fed by hijacked connections.
-type connListener struct {
-	addr   net.Addr
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newConnListener(addr net.Addr) *connListener {
-	return &connListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return l.addr }
-
-// replayConn reads the replayed request header first, then the connection.
-type replayConn struct {
-	net.Conn
-	head   io.Reader
-	closed chan struct{}
-	once   sync.Once
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if c.head != nil {
-		n, err := c.head.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.head = nil
-			err = nil
-		}
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *replayConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return nil
-}
+// The hub needs net/http's request and Hijacker contract (coder/websocket
+// hijacks through http.Hijacker) while ingest runs on Fiber (fasthttp), and
+// users need one origin. Fiber owns the public listener, so the ingest path
+// pays nothing; a request for /ws is hijacked from fasthttp, its header
+// parsed into an *http.Request, and the socket handed to the hub, which
+// answers the upgrade itself. No net/http server and no goroutine of
+// fasthttp's stay with the session: fasthttp keeps hijacked connections
+// (KeepHijackedConns) and releases its request context and read buffer at
+// once the handshake is answered, and the session runs on a goroutine of the
+// hub's. See docs/architecture.md.
 
 // hijackWS is the Fiber handler of /ws.
-func (l *connListener) hijackWS(c *fiber.Ctx) error {
-	// The request memory is reused once the handler returns: copy the header.
-	head := bytes.Clone(c.Request().Header.Header())
+func hijackWS(h *hub.Hub, c *fiber.Ctx) error {
+	// The request memory is reused once the handler returns: parse it now.
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(c.Request().Header.Header())))
+	if err != nil {
+		return fiber.NewError(fiber.StatusBadRequest, "malformed upgrade request")
+	}
+	req.RemoteAddr = c.Context().RemoteAddr().String()
 	ctx := c.Context()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(conn net.Conn) {
-		rc := &replayConn{Conn: conn, head: bytes.NewReader(head), closed: make(chan struct{})}
-		select {
-		case l.conns <- rc:
-		case <-l.closed:
-			return
+		// A WebSocket client sends nothing before the 101 (RFC 6455 §4.1), so
+		// fasthttp's reader, released when this returns, holds no bytes of
+		// the session, and the socket itself is served.
+		if u, ok := conn.(interface{ UnsafeConn() net.Conn }); ok {
+			conn = u.UnsafeConn()
 		}
-		// fasthttp closes the socket when this returns, so wait until the
-		// net/http side is done with it.
-		<-rc.closed
+		h.ServeConn(conn, req)
 	})
 	return nil
 }

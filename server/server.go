@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,8 +62,6 @@ type Server struct {
 	// dispatcher delivers the notification outbox; one per database.
 	dispatcher *notify.Dispatcher
 	app        *fiber.App
-	hubHTTP    *http.Server
-	wsLn       *connListener
 	stop       context.CancelFunc
 	bg         sync.WaitGroup // the sweep and the offset saver
 }
@@ -142,6 +139,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		ProxyHeader:        proxyHeader(cfg.TrustProxy),
 		EnableIPValidation: true,
 	})
+	// The hub serves /ws on the socket Fiber hands over and closes it itself.
+	s.app.Server().KeepHijackedConns = true
 	s.app.Use(recover.New())
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	s.app.Get("/readyz", s.ready)
@@ -166,7 +165,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return problem.Send(c, problem.New(fiber.StatusUpgradeRequired, "upgrade-required", "Upgrade required",
 				"/ws speaks the WebSocket protocol only"), 0)
 		}
-		return s.wsLn.hijackWS(c)
+		return hijackWS(s.hub, c)
 	})
 	static := adaptor.HTTPHandler(ui.Handler())
 	s.app.Get("/*", static)
@@ -335,16 +334,6 @@ func (s *Server) saveOffsets(ctx context.Context) {
 
 // Serve serves on ln until Shutdown; it returns nil after a clean shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.wsLn = newConnListener(ln.Addr())
-	s.hubHTTP = &http.Server{Handler: s.hub, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	// A non-upgrade reply from the hub must end the connection: it was taken
-	// from Fiber and its next request would otherwise land on the hub.
-	s.hubHTTP.SetKeepAlivesEnabled(false)
-	go func() {
-		if err := s.hubHTTP.Serve(s.wsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("hub server stopped", "err", err)
-		}
-	}()
 	bg, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	// Work that must happen once per cluster runs under a lease (always
@@ -448,12 +437,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err := s.hub.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("hub: %w", err))
-	}
-	if s.wsLn != nil {
-		s.wsLn.Close()
-		if err := s.hubHTTP.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("hub http: %w", err))
-		}
 	}
 	if err := s.pipeline.Close(ctx); err != nil {
 		errs = append(errs, err)

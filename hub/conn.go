@@ -1,0 +1,284 @@
+package hub
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// A session's socket is written through a frameWriter and read through a
+// small bufio.Reader, instead of the 4 KB reader and writer net/http hands a
+// hijacker: an idle session holds no buffer, and the writer coalesces every
+// frame queued since its last write into one system call. See
+// docs/BENCHMARKS.md for what this saved.
+
+// readBufferSize is enough for a client command's frame header; larger reads
+// go straight into coder/websocket's own slices.
+const readBufferSize = 128
+
+// bufPool holds write buffers of sessions that are writing. A session that is
+// not writing holds none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBuffer keeps one burst's huge buffer from staying in the pool.
+const maxPooledBuffer = 64 << 10
+
+var errWriterClosed = errors.New("hub: connection write failed earlier")
+
+// frameWriter is the io.Writer coder/websocket writes its frames to (through
+// a minimal bufio.Writer, which splits a frame into several Writes). It
+// keeps the bytes and writes to the socket only whole frames: at once when
+// not batching, or all of them at end() when the session's writer batches
+// its queue. It tracks frame boundaries from the frame headers, so a control
+// frame written by another goroutine (a pong, a ping, the close frame)
+// during a batch is sent whole, in its place in the stream.
+type frameWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte // nil when nothing is pending
+	complete int     // (*buf)[:complete] holds whole frames
+	err      error   // the first write error; later writes fail with it
+	scan     frameScanner
+}
+
+func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
+	return &frameWriter{conn: conn, timeout: timeout}
+}
+
+func (w *frameWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.buf == nil {
+		w.buf = bufPool.Get().(*[]byte)
+	}
+	base := len(*w.buf)
+	*w.buf = append(*w.buf, p...)
+	if end := w.scan.scan(p); end >= 0 {
+		w.complete = base + end
+	}
+	if !w.batching {
+		if err := w.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// begin holds whole frames back until end.
+func (w *frameWriter) begin() {
+	w.mu.Lock()
+	w.batching = true
+	w.mu.Unlock()
+}
+
+// end writes the frames held since begin in one write.
+func (w *frameWriter) end() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.batching = false
+	if w.err != nil {
+		return w.err
+	}
+	return w.flushLocked()
+}
+
+func (w *frameWriter) flushLocked() error {
+	if w.complete == 0 {
+		return nil
+	}
+	b := *w.buf
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		w.err = err
+		return err
+	}
+	if _, err := w.conn.Write(b[:w.complete]); err != nil {
+		w.err = fmt.Errorf("%w: %w", errWriterClosed, err)
+		return w.err
+	}
+	rest := copy(b, b[w.complete:])
+	w.complete = 0
+	if rest > 0 {
+		*w.buf = b[:rest]
+		return nil
+	}
+	*w.buf = b[:0]
+	if cap(b) <= maxPooledBuffer {
+		bufPool.Put(w.buf)
+	}
+	w.buf = nil
+	return nil
+}
+
+// frameScanner follows WebSocket frame boundaries (RFC 6455 §5.2) in a byte
+// stream written in arbitrary pieces.
+type frameScanner struct {
+	head      [14]byte
+	headLen   int // bytes of the current header seen
+	inPayload bool
+	remain    int64 // payload bytes still to come
+}
+
+// scan consumes p and returns the offset in p just after the last frame that
+// p completes, or -1 when p completes none.
+func (s *frameScanner) scan(p []byte) int {
+	last := -1
+	for i := 0; i < len(p); {
+		if !s.inPayload {
+			s.head[s.headLen] = p[i]
+			s.headLen++
+			i++
+			if s.headLen < headerLen(s.head[:s.headLen]) {
+				continue
+			}
+			s.remain = payloadLen(s.head[:s.headLen])
+			s.headLen = 0
+			if s.remain == 0 {
+				last = i
+			} else {
+				s.inPayload = true
+			}
+			continue
+		}
+		n := min(int64(len(p)-i), s.remain)
+		i += int(n)
+		s.remain -= n
+		if s.remain == 0 {
+			s.inPayload = false
+			last = i
+		}
+	}
+	return last
+}
+
+// headerLen is the length of the frame header that begins with h, as far as
+// h tells (2 until the length byte is known).
+func headerLen(h []byte) int {
+	if len(h) < 2 {
+		return 2
+	}
+	n := 2
+	switch h[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if h[1]&0x80 != 0 {
+		n += 4 // masking key
+	}
+	return n
+}
+
+func payloadLen(h []byte) int64 {
+	switch l := h[1] & 0x7f; l {
+	case 126:
+		return int64(h[2])<<8 | int64(h[3])
+	case 127:
+		var v uint64
+		for _, b := range h[2:10] {
+			v = v<<8 | uint64(b)
+		}
+		return int64(v & (1<<63 - 1))
+	default:
+		return int64(l)
+	}
+}
+
+// handshakeWriter is the http.ResponseWriter websocket.Accept answers a
+// connection taken from its HTTP server through: the 101 goes to the socket
+// when Accept hijacks, and a refusal (403 for a foreign Origin, 426 …) is
+// written by finish, after which the connection is closed.
+type handshakeWriter struct {
+	conn     net.Conn
+	fw       *frameWriter
+	timeout  time.Duration
+	header   http.Header
+	status   int
+	body     []byte
+	hijacked bool
+}
+
+func (w *handshakeWriter) Header() http.Header { return w.header }
+
+func (w *handshakeWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *handshakeWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+
+func (w *handshakeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, errors.New("hub: connection already hijacked")
+	}
+	w.hijacked = true
+	if err := w.writeResponse(nil); err != nil {
+		return nil, nil, err
+	}
+	// bufio's smallest writer: coder/websocket flushes after every frame,
+	// and frameWriter does the buffering.
+	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, readBufferSize), bufio.NewWriterSize(w.fw, 16)), nil
+}
+
+// finish writes a refusal that Accept left in the writer.
+func (w *handshakeWriter) finish() {
+	if w.hijacked {
+		return
+	}
+	if w.status == 0 {
+		w.status = http.StatusInternalServerError
+	}
+	w.header.Set("Content-Length", strconv.Itoa(len(w.body)))
+	w.header.Set("Connection", "close")
+	_ = w.writeResponse(w.body)
+}
+
+func (w *handshakeWriter) writeResponse(body []byte) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", w.status, http.StatusText(w.status))
+	if err := w.header.Write(&b); err != nil {
+		return err
+	}
+	b.WriteString("\r\n")
+	b.Write(body)
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return err
+	}
+	_, err := w.conn.Write(b.Bytes())
+	return err
+}
+
+// refuse answers a connection with an HTTP error and closes it.
+func refuse(conn net.Conn, timeout time.Duration, code int, msg string) {
+	w := &handshakeWriter{conn: conn, timeout: timeout, header: make(http.Header)}
+	http.Error(w, msg, code)
+	w.finish()
+	conn.Close()
+}
+
+// prefixConn reads bytes an HTTP server had already buffered before the
+// connection's own.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
