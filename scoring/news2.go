@@ -47,7 +47,7 @@ func ScoreNEWS2(v reading.Vitals, spo2Scale int) NEWS2 {
 	if spo2Scale != 2 {
 		spo2Scale = 1
 	}
-	n := NEWS2{Parameters: make(map[string]int, len(params)), SpO2Scale: spo2Scale}
+	n := NEWS2{Parameters: make(Parameters, len(params)), SpO2Scale: spo2Scale}
 	set := func(name string, points int) { n.Parameters[name] = points }
 
 	if v.RespiratoryRate != nil {

@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -623,3 +624,24 @@ func TestMergeSequence(t *testing.T) {
 
 // Merge must be usable wherever a MergeFunc is expected.
 var _ MergeFunc = Merge
+
+func TestParametersEncodeAsAMap(t *testing.T) {
+	tests := []Parameters{
+		{},
+		{ParamSpO2: 3},
+		{ParamRespiratoryRate: 0, ParamSpO2: 1, ParamOnOxygen: 2, ParamSystolicBP: 3, ParamHeartRate: -1,
+			ParamConsciousness: 3, ParamTemperature: 1},
+		{"odd \"key\"<": 1, "b": 2},
+		nil,
+	}
+	for _, p := range tests {
+		got, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(map[string]int(p))
+		if string(got) != string(want) {
+			t.Errorf("Parameters %v encodes as %s, a map as %s", map[string]int(p), got, want)
+		}
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/ants/v2"
-	"golang.org/x/sync/errgroup"
 
 	"vigil/bus"
 	"vigil/metrics"
@@ -306,19 +305,14 @@ func (p *Pipeline) lookup(ctx context.Context, r reading.Reading) (Context, erro
 	if p.cfg.Profiles == nil {
 		return c, nil
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		var err error
-		c.Protocol, c.Configured, err = p.cfg.Profiles.Protocol(gctx, r.TrialID)
-		return err
-	})
-	g.Go(func() error {
-		var err error
-		c.Patient, c.Registered, err = p.cfg.Profiles.Patient(gctx, r.TrialID, r.SiteID, r.PatientID)
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return Context{}, fmt.Errorf("look up protocol and patient: %w", err)
+	// One after the other: both are cache hits nearly always, and two
+	// goroutines per reading to overlap them cost more than a hit.
+	var err error
+	if c.Protocol, c.Configured, err = p.cfg.Profiles.Protocol(ctx, r.TrialID); err != nil {
+		return Context{}, fmt.Errorf("look up protocol: %w", err)
+	}
+	if c.Patient, c.Registered, err = p.cfg.Profiles.Patient(ctx, r.TrialID, r.SiteID, r.PatientID); err != nil {
+		return Context{}, fmt.Errorf("look up patient: %w", err)
 	}
 	return c, nil
 }

@@ -2,6 +2,8 @@ package scoring
 
 import (
 	"encoding/json"
+	"slices"
+	"strconv"
 	"time"
 
 	"vigil/predictor"
@@ -36,15 +38,59 @@ const (
 	ParamTemperature     = "temperature"
 )
 
+// Parameters maps NEWS2 parameter names to their points. It encodes as a map
+// does (an object with sorted keys) but without reflection, which cost ten
+// allocations per score event (docs/BENCHMARKS.md).
+type Parameters map[string]int
+
+// MarshalJSON encodes p as encoding/json encodes a map[string]int.
+func (p Parameters) MarshalJSON() ([]byte, error) {
+	if p == nil {
+		return []byte("null"), nil
+	}
+	var arr [8]string
+	keys := arr[:0]
+	for k := range p {
+		if !plainKey(k) {
+			return json.Marshal(map[string]int(p))
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, 2+len(keys)*24)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		b = strconv.AppendInt(b, int64(p[k]), 10)
+	}
+	return append(b, '}'), nil
+}
+
+// plainKey reports whether k needs no escaping in JSON (the parameter names
+// all are such).
+func plainKey(k string) bool {
+	for i := range len(k) {
+		if c := k[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // NEWS2 is an aggregate score with its parts. Parameters holds only the items
 // that were measured; Missing names the others, and Partial is true when any is
 // missing (a partial total can only under-estimate the true one).
 type NEWS2 struct {
-	Total      int            `json:"total"`
-	Band       string         `json:"band"`
-	Partial    bool           `json:"partial"`
-	Missing    []string       `json:"missing,omitempty"`
-	Parameters map[string]int `json:"parameters"`
+	Total      int        `json:"total"`
+	Band       string     `json:"band"`
+	Partial    bool       `json:"partial"`
+	Missing    []string   `json:"missing,omitempty"`
+	Parameters Parameters `json:"parameters"`
 	// SpO2Scale is the scale the SpO2 item was scored on (1 or 2), and
 	// SpO2ScaleSource where it came from: registry, reading or default.
 	SpO2Scale       int    `json:"spo2_scale"`
