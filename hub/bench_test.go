@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -19,7 +20,8 @@ type nopVerifier struct{}
 func (nopVerifier) Verify(string) (*auth.Claims, error) { return nil, auth.ErrInvalid }
 
 // BenchmarkFanout measures dispatch of one event to n live sessions of a room
-// without sockets: encoding the frame once and offering it to every queue.
+// without sockets: encoding the frame once and the fan-out workers offering
+// it to every queue.
 // Each iteration also drains the queues, standing in for the writers.
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 1000, 10000} {
@@ -42,6 +44,9 @@ func BenchmarkFanout(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				ev.Offset = uint64(i + 1)
 				h.dispatch(ev)
+				for !h.fan.idle() {
+					runtime.Gosched()
+				}
 				for _, s := range sessions {
 					s.mu.Lock()
 					clear(s.queue)

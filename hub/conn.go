@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -41,7 +42,12 @@ var errWriterClosed = errors.New("hub: connection write failed earlier")
 // during a batch is sent whole, in its place in the stream.
 type frameWriter struct {
 	conn    net.Conn
+	rc      syscall.RawConn // for writes that must not wait; nil if conn has none
 	timeout time.Duration
+	// deadline is when the socket's write deadline was last set: it is set
+	// again an eighth of the timeout later, not for every write.
+	deadline time.Time
+	iov      net.Buffers // reused for writev
 
 	mu       sync.Mutex
 	batching bool
@@ -52,7 +58,56 @@ type frameWriter struct {
 }
 
 func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
-	return &frameWriter{conn: conn, timeout: timeout}
+	w := &frameWriter{conn: conn, timeout: timeout}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			w.rc = rc
+		}
+	}
+	return w
+}
+
+type tryResult int
+
+const (
+	wroteNone tryResult = iota
+	wroteAll
+	wrotePart // the rest is held, and pending() is true
+)
+
+// tryWrite writes a prepared frame if the socket takes it without waiting
+// and nothing is held before it. When the socket takes part of it, the rest
+// is held for the next write (the frame is the writer's then).
+func (w *frameWriter) tryWrite(frame []byte) tryResult {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.rc == nil || w.err != nil || w.buf != nil || w.scan.inFrame() {
+		return wroteNone
+	}
+	var n int
+	var werr error
+	err := w.rc.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), frame)
+		return true // one attempt: never wait for the socket
+	})
+	if err != nil || (werr != nil && !errors.Is(werr, syscall.EAGAIN)) || n <= 0 {
+		// A failing socket is the writer's to report.
+		return wroteNone
+	}
+	if n == len(frame) {
+		return wroteAll
+	}
+	w.buf = bufPool.Get().(*[]byte)
+	*w.buf = append(*w.buf, frame[n:]...)
+	w.complete = len(*w.buf)
+	return wrotePart
+}
+
+// pending reports whether whole frames are held for the next write.
+func (w *frameWriter) pending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.complete > 0
 }
 
 func (w *frameWriter) Write(p []byte) (int, error) {
@@ -95,13 +150,81 @@ func (w *frameWriter) end() error {
 	return w.flushLocked()
 }
 
+// writePrepared writes whole frames, framed already, in one writev, after
+// any whole frames held. It reports false, writing nothing, when a frame is
+// half-written through coder/websocket (a pong, say): the caller then writes
+// through coder/websocket, which waits for that frame to end.
+func (w *frameWriter) writePrepared(frames [][]byte) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return true, w.err
+	}
+	if w.scan.inFrame() || w.complete != len(w.bufBytes()) {
+		return false, nil
+	}
+	if err := w.armDeadline(); err != nil {
+		return true, err
+	}
+	iov := w.iov[:0]
+	if w.complete > 0 {
+		iov = append(iov, (*w.buf)[:w.complete])
+	}
+	iov = append(iov, frames...)
+	w.iov = iov
+	_, err := w.iov.WriteTo(w.conn) // consumes w.iov, not iov
+	clear(iov)
+	if cap(iov) <= 64 {
+		w.iov = iov[:0]
+	} else {
+		w.iov = nil
+	}
+	if err != nil {
+		w.err = fmt.Errorf("%w: %w", errWriterClosed, err)
+		return true, w.err
+	}
+	if w.complete > 0 {
+		w.complete = 0
+		w.releaseLocked()
+	}
+	return true, nil
+}
+
+func (w *frameWriter) bufBytes() []byte {
+	if w.buf == nil {
+		return nil
+	}
+	return *w.buf
+}
+
+func (w *frameWriter) releaseLocked() {
+	b := (*w.buf)[:0]
+	*w.buf = b
+	if cap(b) <= maxPooledBuffer {
+		bufPool.Put(w.buf)
+	}
+	w.buf = nil
+}
+
+func (w *frameWriter) armDeadline() error {
+	now := time.Now()
+	if now.Sub(w.deadline) < w.timeout/8 {
+		return nil
+	}
+	if err := w.conn.SetWriteDeadline(now.Add(w.timeout)); err != nil {
+		w.err = err
+		return err
+	}
+	w.deadline = now
+	return nil
+}
+
 func (w *frameWriter) flushLocked() error {
 	if w.complete == 0 {
 		return nil
 	}
 	b := *w.buf
-	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		w.err = err
+	if err := w.armDeadline(); err != nil {
 		return err
 	}
 	if _, err := w.conn.Write(b[:w.complete]); err != nil {
@@ -114,11 +237,7 @@ func (w *frameWriter) flushLocked() error {
 		*w.buf = b[:rest]
 		return nil
 	}
-	*w.buf = b[:0]
-	if cap(b) <= maxPooledBuffer {
-		bufPool.Put(w.buf)
-	}
-	w.buf = nil
+	w.releaseLocked()
 	return nil
 }
 
@@ -162,6 +281,35 @@ func (s *frameScanner) scan(p []byte) int {
 	}
 	return last
 }
+
+// inFrame reports whether the scanner is inside a frame.
+func (s *frameScanner) inFrame() bool { return s.inPayload || s.headLen > 0 }
+
+// textFrame frames payload as one unmasked text message (RFC 6455 §5.2), as
+// a server sends it: a prepared frame, made once and written to every
+// session of a room as it is.
+func textFrame(payload []byte) []byte {
+	n := len(payload)
+	var b []byte
+	switch {
+	case n < 126:
+		b = make([]byte, 0, 2+n)
+		b = append(b, 0x81, byte(n))
+	case n <= 0xffff:
+		b = make([]byte, 0, 4+n)
+		b = append(b, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		b = make([]byte, 0, 10+n)
+		b = append(b, 0x81, 127)
+		for i := 7; i >= 0; i-- {
+			b = append(b, byte(uint64(n)>>(8*i)))
+		}
+	}
+	return append(b, payload...)
+}
+
+// framePayload returns the payload of a frame made by textFrame.
+func framePayload(f []byte) []byte { return f[headerLen(f):] }
 
 // headerLen is the length of the frame header that begins with h, as far as
 // h tells (2 until the length byte is known).

@@ -3,6 +3,8 @@ package hub
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"net"
 	"slices"
 	"testing"
@@ -215,4 +217,124 @@ func lens(bs [][]byte) []int {
 		out[i] = len(b)
 	}
 	return out
+}
+
+// TestWritePrepared: prepared frames go out at once after any whole frames
+// held, and never into the middle of a frame written through coder/websocket.
+func TestWritePrepared(t *testing.T) {
+	a, b, pong := textFrame(bytes.Repeat([]byte("a"), 300)), textFrame([]byte(`{"type":"event"}`)), wsFrame(10, 4, false)
+	tests := []struct {
+		name     string
+		before   []byte // written through Write first
+		wantDone bool
+		want     []byte // the socket's bytes afterwards
+	}{
+		{"idle", nil, true, slices.Concat(a, b)},
+		{"after a whole control frame", pong, true, slices.Concat(pong, a, b)},
+		{"inside a control frame", pong[:3], false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &recordingConn{}
+			w := newFrameWriter(c, time.Second)
+			if tt.before != nil {
+				if _, err := w.Write(tt.before); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done, err := w.writePrepared([][]byte{a, b})
+			if err != nil || done != tt.wantDone {
+				t.Fatalf("writePrepared = %v, %v; want %v", done, err, tt.wantDone)
+			}
+			if got := bytes.Join(c.writes, nil); !bytes.Equal(got, tt.want) {
+				t.Fatalf("socket got %d bytes, want %d", len(got), len(tt.want))
+			}
+		})
+	}
+	if got := framePayload(textFrame(make([]byte, 70000))); len(got) != 70000 {
+		t.Errorf("payload of a 64-bit-length frame: %d bytes", len(got))
+	}
+	if got := framePayload(textFrame(make([]byte, 300))); len(got) != 300 {
+		t.Errorf("payload of a 16-bit-length frame: %d bytes", len(got))
+	}
+}
+
+// TestTryWriteUntilTheSocketIsFull fills a real socket whose peer does not
+// read: every frame tryWrite accepted (whole or in part) must reach the peer
+// whole and in order once the held rest is written, and nothing else.
+func TestTryWriteUntilTheSocketIsFull(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	server.(*net.TCPConn).SetWriteBuffer(4096)
+	client.(*net.TCPConn).SetReadBuffer(4096)
+
+	w := newFrameWriter(server, 5*time.Second)
+	var accepted [][]byte
+	sawPart := false
+	for i := 0; i < 100000 && !sawPart; i++ {
+		payload := fmt.Appendf(nil, `{"i":%d,"pad":"%s"}`, i, bytes.Repeat([]byte("p"), 3000+i*97))
+		switch w.tryWrite(textFrame(payload)) {
+		case wroteAll:
+			accepted = append(accepted, payload)
+		case wrotePart:
+			accepted = append(accepted, payload)
+			sawPart = true
+		case wroteNone:
+			if !w.pending() {
+				sawPart = true // full at a frame boundary: nothing held
+			}
+		}
+		if w.pending() {
+			break
+		}
+	}
+	if len(accepted) == 0 {
+		t.Fatal("the socket took nothing")
+	}
+	t.Logf("accepted %d frames; a rest held: %v", len(accepted), w.pending())
+	if r := w.tryWrite(textFrame([]byte("late"))); r != wroteNone {
+		t.Fatalf("tryWrite with a held rest = %v, want wroteNone", r)
+	}
+	flushed := make(chan error, 1)
+	go func() {
+		_, err := w.writePrepared(nil)
+		flushed <- err
+	}()
+
+	var want int
+	for _, p := range accepted {
+		want += len(textFrame(p))
+	}
+	stream := make([]byte, want)
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, stream); err != nil {
+		t.Fatalf("reading %d bytes: %v", want, err)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range accepted {
+		f := textFrame(p)
+		if !bytes.Equal(stream[:len(f)], f) {
+			t.Fatalf("frame %d of %d differs", i, len(accepted))
+		}
+		stream = stream[len(f):]
+	}
+	client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, _ := client.Read(make([]byte, 1)); n != 0 {
+		t.Fatal("bytes beyond the accepted frames")
+	}
 }

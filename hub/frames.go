@@ -89,3 +89,12 @@ func encodeEvent(ev bus.Event) ([]byte, error) {
 	b = append(b, '}')
 	return b, nil
 }
+
+// eventFrame is encodeEvent's frame, prepared for the socket (textFrame).
+func eventFrame(ev bus.Event) ([]byte, error) {
+	b, err := encodeEvent(ev)
+	if err != nil {
+		return nil, err
+	}
+	return textFrame(b), nil
+}

@@ -273,10 +273,11 @@ func newSpy(b bus.Broker) *spyBroker {
 }
 
 func (s *spyBroker) Subscribe(ctx context.Context, room string) error {
-	if s.subscribeErr != nil {
-		return s.subscribeErr
-	}
 	s.mu.Lock()
+	if err := s.subscribeErr; err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	s.subs[room]++
 	s.mu.Unlock()
 	return s.Broker.Subscribe(ctx, room)

@@ -111,6 +111,7 @@ type Hub struct {
 	// timer per session.
 	pinger   sync.Once
 	stopPing chan struct{}
+	fan      *fanout
 
 	nextID atomic.Uint64
 }
@@ -144,6 +145,7 @@ func New(b bus.Broker, cfg Config) *Hub {
 		seed:     maphash.MakeSeed(),
 		sessions: make(map[*session]struct{}),
 		stopPing: make(chan struct{}),
+		fan:      newFanout(0),
 	}
 	if slices.Contains(cfg.AllowedOrigins, "*") {
 		// coder/websocket asks for InsecureSkipVerify rather than a "*"
@@ -306,6 +308,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.sessMu.Lock()
 	if !h.closing {
 		close(h.stopPing)
+		h.fan.stop()
 	}
 	h.closing = true
 	open := make([]*session, 0, len(h.sessions))
@@ -358,8 +361,10 @@ func (h *Hub) reset(room string) {
 }
 
 // dispatch is the bus handler. It runs on the publisher's path (for the
-// in-process bus, under the room's lock), so it never blocks: a session
-// whose queue is full is closed instead of waited for.
+// in-process bus, under the room's lock; for Redis, on its one delivery
+// goroutine), so it only encodes the event's frame, once, and hands it to
+// the fan-out workers; they never block either: a session whose queue is
+// full is closed instead of waited for.
 func (h *Hub) dispatch(ev bus.Event) {
 	if ev.IsReset() {
 		h.reset(ev.Room)
@@ -371,18 +376,12 @@ func (h *Hub) dispatch(ev bus.Event) {
 	if len(members) == 0 {
 		return
 	}
-	frame, err := encodeEvent(ev)
+	frame, err := eventFrame(ev)
 	if err != nil {
 		h.log.Error("dropping event", "room", ev.Room, "offset", ev.Offset, "err", err)
 		return
 	}
-	n := 0
-	for _, sub := range members {
-		if sub.deliver(ev.Offset, frame) {
-			n++
-		}
-	}
-	metrics.HubDelivered.Add(float64(n))
+	h.fan.offer(ev.Offset, frame, members)
 }
 
 func (h *Hub) stripe(room string) *sync.Mutex {
@@ -399,7 +398,11 @@ func (h *Hub) join(ctx context.Context, sub *subscription) error {
 
 	h.mu.Lock()
 	members := h.rooms[sub.room]
-	h.rooms[sub.room] = append(slices.Clip(members), sub)
+	// Appending in place is safe for readers of the old slice (dispatch, the
+	// fan-out workers): they never look past its length, and elements are
+	// never changed in place (removeMember makes a new slice). Copying here
+	// would make filling a room of n sessions cost n²/2.
+	h.rooms[sub.room] = append(members, sub)
 	h.mu.Unlock()
 	if len(members) > 0 {
 		return nil

@@ -296,13 +296,17 @@ func TestUnsubscribe(t *testing.T) {
 func TestBusFailure(t *testing.T) {
 	var spy *spyBroker
 	e := newEnv(t, Config{}, envOptions{wrap: func(m bus.Broker) bus.Broker { spy = newSpy(m); return spy }})
+	spy.mu.Lock()
 	spy.subscribeErr = errors.New("bus down")
+	spy.mu.Unlock()
 	c := e.connect(pi())
 	c.send(map[string]any{"type": "subscribe", "room": "site:T008:S01"})
 	if f := c.expect("error"); f.Code != "unavailable" || f.Room != "site:T008:S01" {
 		t.Errorf("got %+v", f)
 	}
+	spy.mu.Lock()
 	spy.subscribeErr = nil
+	spy.mu.Unlock()
 	c.subscribe(map[string]any{"room": "site:T008:S01"})
 }
 

@@ -182,7 +182,7 @@ func (s *session) reply(v any) bool {
 		s.logger().Error("encoding reply", "err", err)
 		return false
 	}
-	return s.enqueue(b)
+	return s.enqueue(textFrame(b))
 }
 
 func (s *session) badRequest(msg string) {
@@ -210,6 +210,20 @@ func (sub *subscription) deliver(offset uint64, frame []byte) bool {
 		// Already sent: a bus may redeliver after a reconnect.
 		return false
 	}
+	if !s.writing && len(s.queue) == 0 && s.fw != nil {
+		// Nothing is ahead of this frame: write it now if the socket takes
+		// it without waiting, and spare the session a writer goroutine.
+		switch s.fw.tryWrite(frame) {
+		case wroteAll:
+			sub.last = offset
+			return true
+		case wrotePart:
+			// The rest waits in the frame writer; a writer sends it.
+			sub.last = offset
+			s.kickLocked()
+			return true
+		}
+	}
 	if !s.pushLocked(frame) {
 		return false
 	}
@@ -232,7 +246,7 @@ func (s *session) writeFrames() {
 			return // writing stays set: nothing writes after the close frame
 		}
 		frames := s.queue
-		if len(frames) == 0 {
+		if len(frames) == 0 && (s.fw == nil || !s.fw.pending()) {
 			s.writing = false
 			s.mu.Unlock()
 			return
@@ -258,29 +272,36 @@ func (s *session) writeFrames() {
 	}
 }
 
-// writeBatch writes frames through the frame writer's batch: coder/websocket
-// frames each message, and the socket gets them in one write. The socket's
-// write deadline bounds it, so no context timer is made per message.
+// writeBatch writes prepared frames (textFrame) in one writev. The frames
+// bypass coder/websocket's writer, which would frame and copy each message
+// again for every session; coder/websocket still writes the control frames
+// and the close frame, and the frame writer keeps the two from interleaving.
+// The socket's write deadline bounds the write: no timer per message.
 func (s *session) writeBatch(frames [][]byte) error {
-	if s.fw == nil {
+	if s.fw != nil {
+		if done, err := s.fw.writePrepared(frames); done {
+			return err
+		}
+		// A control frame is half-written: queue behind it in
+		// coder/websocket's writer, batched into one write still.
+		s.fw.begin()
 		for _, f := range frames {
-			ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.WriteTimeout)
-			err := s.conn.Write(ctx, websocket.MessageText, f)
-			cancel()
-			if err != nil {
+			if err := s.conn.Write(context.Background(), websocket.MessageText, framePayload(f)); err != nil {
+				s.fw.end()
 				return err
 			}
 		}
-		return nil
+		return s.fw.end()
 	}
-	s.fw.begin()
 	for _, f := range frames {
-		if err := s.conn.Write(context.Background(), websocket.MessageText, f); err != nil {
-			s.fw.end()
+		ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.WriteTimeout)
+		err := s.conn.Write(ctx, websocket.MessageText, framePayload(f))
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
-	return s.fw.end()
+	return nil
 }
 
 // finish sends the close frame and waits for the client's.
@@ -501,7 +522,7 @@ func (s *session) subscribe(m clientMsg) {
 	}
 	n := 0
 	for _, ev := range events {
-		frame, err := encodeEvent(ev)
+		frame, err := eventFrame(ev)
 		if err != nil {
 			s.logger().Error("dropping event", "room", ev.Room, "offset", ev.Offset, "err", err)
 			continue
@@ -589,7 +610,7 @@ func (s *session) resubscribe(sub *subscription, m clientMsg) {
 		return
 	}
 	if !s.closing {
-		s.pushLocked(b)
+		s.pushLocked(textFrame(b))
 	}
 }
 
