@@ -8,8 +8,10 @@ BIN     := bin/vigil
 FUZZ_DECODE ?= 600000x
 FUZZ_BATCH  ?= 400000x
 FUZZ_EVENT  ?= 150000x
+FUZZ_FRAME  ?= 100000x
+FUZZ_SCAN   ?= 100000x
 
-.PHONY: demo build test check unit fuzz e2e bench setup-test clean predictor-test predictor-start predictor-stop
+.PHONY: demo build test check unit fuzz e2e bench bench-go bench-full setup-test clean predictor-test predictor-start predictor-stop
 
 build:
 	$(GO) build -o $(BIN) .
@@ -54,11 +56,27 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZ_DECODE) ./reading/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZ_BATCH) ./reading/
 	$(GO) test -run '^$$' -fuzz '^FuzzEncodeEvent$$' -fuzztime $(FUZZ_EVENT) ./hub/
+	$(GO) test -run '^$$' -fuzz '^FuzzFrameScanner$$' -fuzztime $(FUZZ_FRAME) ./hub/
+	$(GO) test -run '^$$' -fuzz '^FuzzScanEvent$$' -fuzztime $(FUZZ_SCAN) ./bench/
 
 e2e: build
 	cd ui && VIGIL_REQUIRE_PREDICTOR=1 VIGIL_BIN=$(CURDIR)/$(BIN) node --test e2e/
 
-bench:
+# The whole-path benchmark (docs/BENCHMARKS.md): starts Vigil with its
+# defaults (embedded SQLite, in-process bus, no predictor) and its own load
+# generator on this machine, prints the tables and appends them to
+# docs/BENCHMARKS.md. About a minute on 2 cores; BENCH_FLAGS adds
+# flags (e.g. BENCH_FLAGS="--out ''" to append nothing).
+bench: build
+	$(BIN) bench $(BENCH_FLAGS)
+
+# The same against PostgreSQL and the Redis bus, started for the run on free
+# loopback ports (needs redis-server and PostgreSQL's binaries installed).
+bench-full: build
+	bash scripts/bench-services.sh $(BIN) bench $(BENCH_FLAGS)
+
+# The Go micro-benchmarks of every package.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

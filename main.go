@@ -1,7 +1,8 @@
 // Command vigil is a real-time safety monitoring hub for clinical trials:
 // `vigil serve` runs a node, `vigil demo` runs one with a simulated cohort,
-// `vigil token` mints development tokens and `vigil simulate` drives a server
-// with synthetic readings. See README.md and docs/.
+// `vigil token` mints development tokens, `vigil simulate` drives a server
+// with synthetic readings and `vigil bench` measures one. See README.md and
+// docs/.
 package main
 
 import (
@@ -36,6 +37,8 @@ commands:
   simulate   drive a running server with synthetic readings
   audit      verify the audit trail's hash chain
   trials     apply a trial's protocol and registry file (YAML); print a protocol
+  bench      load and latency benchmark: readings over HTTP to thousands of
+             WebSocket sessions, against a bare Fiber baseline (docs/BENCHMARKS.md)
 
 Run 'vigil <command> -h' for a command's flags. Every flag can also be set by
 the environment variable in docs (VIGIL_ADDR for --addr, …).
@@ -62,6 +65,8 @@ func main() {
 		err = auditCmd(ctx, args, os.Stdout)
 	case "trials":
 		err = trialsCmd(ctx, args, os.Stdout)
+	case "bench":
+		err = benchCmd(ctx, args, os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
