@@ -99,6 +99,10 @@ type Verifier struct {
 	audience string
 	leeway   time.Duration
 	now      func() time.Time
+	// parser and the keys by algorithm family are made once: Verify runs
+	// for every reading posted.
+	parser                            *jwt.Parser
+	hmacKeys, rsaKeys, ecKeys, edKeys []jwt.VerificationKey
 }
 
 // VerifierConfig configures a Verifier.
@@ -136,8 +140,24 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{secret: cfg.Secret, pubKeys: cfg.PublicKeys, issuer: cfg.Issuer,
-		audience: cfg.Audience, leeway: cfg.Leeway, now: now}, nil
+	v := &Verifier{secret: cfg.Secret, pubKeys: cfg.PublicKeys, issuer: cfg.Issuer,
+		audience: cfg.Audience, leeway: cfg.Leeway, now: now}
+	if len(v.secret) > 0 {
+		v.hmacKeys = []jwt.VerificationKey{v.secret}
+	}
+	v.rsaKeys = keysOf[*rsa.PublicKey](v.pubKeys)
+	v.ecKeys = keysOf[*ecdsa.PublicKey](v.pubKeys)
+	v.edKeys = keysOf[ed25519.PublicKey](v.pubKeys)
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(v.algorithms()),
+		jwt.WithIssuer(v.issuer),
+		jwt.WithAudience(v.audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(v.leeway),
+		jwt.WithTimeFunc(v.now),
+	)
+	return v, nil
 }
 
 func (v *Verifier) algorithms() []string {
@@ -164,71 +184,48 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if token == "" {
 		return nil, ErrNoToken
 	}
-	parser := jwt.NewParser(
-		jwt.WithValidMethods(v.algorithms()),
-		jwt.WithIssuer(v.issuer),
-		jwt.WithAudience(v.audience),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(v.leeway),
-		jwt.WithTimeFunc(v.now),
-	)
-	var lastErr error
-	for _, key := range v.keysFor(token) {
-		claims := &Claims{}
-		_, err := parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return key, nil })
-		if err == nil {
-			if claims.Subject == "" || claims.Role == "" {
-				return nil, fmt.Errorf("%w: sub and role are required", ErrInvalid)
-			}
-			return claims, nil
-		}
-		lastErr = err
-		// Only a bad signature is worth trying the next key for.
-		if !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
-			break
-		}
+	claims := &Claims{}
+	if _, err := v.parser.ParseWithClaims(token, claims, v.keyFunc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if lastErr == nil {
-		lastErr = errors.New("no key for the token's algorithm")
+	if claims.Subject == "" || claims.Role == "" {
+		return nil, fmt.Errorf("%w: sub and role are required", ErrInvalid)
 	}
-	return nil, fmt.Errorf("%w: %w", ErrInvalid, lastErr)
+	return claims, nil
 }
 
-// keysFor picks the candidate keys by the token's algorithm family. The
-// parser separately refuses any algorithm not in the pinned list.
-func (v *Verifier) keysFor(token string) []any {
-	p := jwt.NewParser()
-	t, _, err := p.ParseUnverified(token, jwt.MapClaims{})
-	if err != nil {
-		return []any{nil} // let the real parser report the malformed token
-	}
-	var keys []any
+// keyFunc picks the candidate keys by the token's algorithm family (the
+// parser has already refused any algorithm not in the pinned list); the
+// parser tries each until one verifies the signature.
+func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
+	var keys []jwt.VerificationKey
 	switch t.Method.(type) {
 	case *jwt.SigningMethodHMAC:
-		if len(v.secret) > 0 {
-			keys = append(keys, v.secret)
-		}
+		keys = v.hmacKeys
 	case *jwt.SigningMethodRSA:
-		keys = appendKeys[*rsa.PublicKey](keys, v.pubKeys)
+		keys = v.rsaKeys
 	case *jwt.SigningMethodECDSA:
-		keys = appendKeys[*ecdsa.PublicKey](keys, v.pubKeys)
+		keys = v.ecKeys
 	case *jwt.SigningMethodEd25519:
-		keys = appendKeys[ed25519.PublicKey](keys, v.pubKeys)
+		keys = v.edKeys
 	}
-	if len(keys) == 0 {
-		return []any{nil}
+	switch len(keys) {
+	case 0:
+		return nil, errors.New("no key for the token's algorithm")
+	case 1:
+		return keys[0], nil
 	}
-	return keys
+	return jwt.VerificationKeySet{Keys: keys}, nil
 }
 
-func appendKeys[K any](dst []any, keys []crypto.PublicKey) []any {
+func keysOf[K any](keys []crypto.PublicKey) []jwt.VerificationKey {
+	var out []jwt.VerificationKey
 	for _, k := range keys {
 		if kk, ok := k.(K); ok {
-			dst = append(dst, kk)
+			out = append(out, kk)
 		}
 	}
-	return dst
+	return out
 }
 
 // LoadPublicKeys reads PEM-encoded public keys (RSA, ECDSA P-256, Ed25519).
