@@ -25,7 +25,8 @@ import (
 // hijackWS is the Fiber handler of /ws.
 func hijackWS(h *hub.Hub, c *fiber.Ctx) error {
 	// The request memory is reused once the handler returns: parse it now.
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(c.Request().Header.Header())))
+	head := c.Request().Header.Header()
+	req, err := http.ReadRequest(bufio.NewReaderSize(bytes.NewReader(head), len(head)))
 	if err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, "malformed upgrade request")
 	}

@@ -166,13 +166,14 @@ func (s *Store) DueEscalations(ctx context.Context, now time.Time, limit int) ([
 	return out, rows.Err()
 }
 
+const unresolvedAlertSQL = `
+	SELECT alert_json FROM alerts
+	WHERE trial_id = ? AND site_id = ? AND patient_id = ? AND status <> 'resolved'`
+
 // UnresolvedAlert implements store.LifecycleStore.
 func (s *Store) UnresolvedAlert(ctx context.Context, trialID, siteID, patientID string) (scoring.Alert, error) {
 	var doc string
-	err := s.rdb.QueryRowContext(ctx, `
-		SELECT alert_json FROM alerts
-		WHERE trial_id = ? AND site_id = ? AND patient_id = ? AND status <> 'resolved'`,
-		trialID, siteID, patientID).Scan(&doc)
+	err := s.unresolved.QueryRowContext(ctx, trialID, siteID, patientID).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
 		return scoring.Alert{}, store.ErrNotFound
 	}

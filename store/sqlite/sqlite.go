@@ -101,10 +101,11 @@ type Store struct {
 	wdb   *sql.DB
 	rdb   *sql.DB
 	stmts *writeStmts
-	// recent is RecentReadings' query, prepared once: it runs for every
-	// reading scored with the model, and parsing it each time cost more
-	// than running it (pprof).
-	recent *sql.Stmt
+	// The queries every reading runs, prepared once: parsing each one each
+	// time cost more than running it (pprof). recent is RecentReadings'
+	// (readings scored with the model), unresolved UnresolvedAlert's and
+	// patient the registry lookup's.
+	recent, unresolved, patient *sql.Stmt
 
 	ops        chan *op
 	writerDone chan struct{}
@@ -185,12 +186,23 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	rdb.SetMaxOpenConns(cfg.readConns)
 	rdb.SetMaxIdleConns(cfg.readConns)
-	var recent *sql.Stmt
+	var recent, unresolved, patient *sql.Stmt
 	err = rdb.PingContext(ctx)
 	if err == nil {
 		recent, err = rdb.PrepareContext(ctx, recentReadingsSQL)
 	}
+	if err == nil {
+		unresolved, err = rdb.PrepareContext(ctx, unresolvedAlertSQL)
+	}
+	if err == nil {
+		patient, err = rdb.PrepareContext(ctx, patientSQL)
+	}
 	if err != nil {
+		for _, st := range []*sql.Stmt{recent, unresolved, patient} {
+			if st != nil {
+				_ = st.Close()
+			}
+		}
 		_ = rdb.Close()
 		stmts.close()
 		_ = wdb.Close()
@@ -203,6 +215,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		rdb:        rdb,
 		stmts:      stmts,
 		recent:     recent,
+		unresolved: unresolved,
+		patient:    patient,
 		ops:        make(chan *op, 4*cfg.maxBatch),
 		writerDone: make(chan struct{}),
 	}
@@ -250,7 +264,7 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		<-s.writerDone
 		s.stmts.close()
-		s.closeErr = errors.Join(s.recent.Close(), s.rdb.Close(), s.wdb.Close())
+		s.closeErr = errors.Join(s.recent.Close(), s.unresolved.Close(), s.patient.Close(), s.rdb.Close(), s.wdb.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", s.closeErr)
 		}

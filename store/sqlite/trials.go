@@ -250,16 +250,17 @@ func (s *Store) PutPatient(ctx context.Context, r trial.PatientRecord, c store.C
 	return r, nil
 }
 
+const patientSQL = `
+	SELECT doc, version, created_at, updated_at FROM patients
+	WHERE trial_id = ? AND site_id = ? AND patient_id = ?`
+
 // Patient returns one registry record, or store.ErrNotFound.
 func (s *Store) Patient(ctx context.Context, trialID, siteID, patientID string) (trial.PatientRecord, error) {
 	var (
 		doc, created, updated string
 		version               int
 	)
-	err := s.rdb.QueryRowContext(ctx, `
-		SELECT doc, version, created_at, updated_at FROM patients
-		WHERE trial_id = ? AND site_id = ? AND patient_id = ?`, trialID, siteID, patientID).
-		Scan(&doc, &version, &created, &updated)
+	err := s.patient.QueryRowContext(ctx, trialID, siteID, patientID).Scan(&doc, &version, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return trial.PatientRecord{}, fmt.Errorf("sqlite: patient of %s: %w", trialID+"/"+siteID, store.ErrNotFound)
 	}
