@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -44,17 +45,17 @@ type frameWriter struct {
 	conn    net.Conn
 	rc      syscall.RawConn // for writes that must not wait; nil if conn has none
 	timeout time.Duration
-	// deadline is when the socket's write deadline was last set: it is set
-	// again an eighth of the timeout later, not for every write.
-	deadline time.Time
-	iov      net.Buffers // reused for writev
+	iov     net.Buffers // reused for writev
 
 	mu       sync.Mutex
 	batching bool
 	buf      *[]byte // nil when nothing is pending
 	complete int     // (*buf)[:complete] holds whole frames
-	err      error   // the first write error; later writes fail with it
-	scan     frameScanner
+	// held mirrors complete > 0 for pending, which the session's writer
+	// asks under the session's lock and so must not wait for mu.
+	held atomic.Bool
+	err  error // the first write error; later writes fail with it
+	scan frameScanner
 }
 
 func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
@@ -79,9 +80,14 @@ const (
 // and nothing is held before it. When the socket takes part of it, the rest
 // is held for the next write (the frame is the writer's then).
 func (w *frameWriter) tryWrite(frame []byte) tryResult {
-	w.mu.Lock()
+	// Not Lock: the lock is held through blocking writes (a pong to a client
+	// that stopped reading, a writer's backlog), and the fan-out worker
+	// calling this serves other sessions too. Busy means queue the frame.
+	if !w.mu.TryLock() {
+		return wroteNone
+	}
 	defer w.mu.Unlock()
-	if w.rc == nil || w.err != nil || w.buf != nil || w.scan.inFrame() {
+	if w.rc == nil || w.err != nil || w.buf != nil || w.scan.inFrame() || w.scan.closeSeen {
 		return wroteNone
 	}
 	var n int
@@ -99,15 +105,16 @@ func (w *frameWriter) tryWrite(frame []byte) tryResult {
 	}
 	w.buf = bufPool.Get().(*[]byte)
 	*w.buf = append(*w.buf, frame[n:]...)
-	w.complete = len(*w.buf)
+	w.setComplete(len(*w.buf))
 	return wrotePart
 }
 
 // pending reports whether whole frames are held for the next write.
-func (w *frameWriter) pending() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.complete > 0
+func (w *frameWriter) pending() bool { return w.held.Load() }
+
+func (w *frameWriter) setComplete(n int) {
+	w.complete = n
+	w.held.Store(n > 0)
 }
 
 func (w *frameWriter) Write(p []byte) (int, error) {
@@ -122,7 +129,7 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 	base := len(*w.buf)
 	*w.buf = append(*w.buf, p...)
 	if end := w.scan.scan(p); end >= 0 {
-		w.complete = base + end
+		w.setComplete(base + end)
 	}
 	if !w.batching {
 		if err := w.flushLocked(); err != nil {
@@ -160,12 +167,17 @@ func (w *frameWriter) writePrepared(frames [][]byte) (bool, error) {
 	if w.err != nil {
 		return true, w.err
 	}
+	if w.scan.closeSeen {
+		// RFC 6455 §5.5.1: nothing after the close frame.
+		return true, errWriterClosed
+	}
 	if w.scan.inFrame() || w.complete != len(w.bufBytes()) {
 		return false, nil
 	}
 	if err := w.armDeadline(); err != nil {
 		return true, err
 	}
+	defer w.clearDeadline()
 	iov := w.iov[:0]
 	if w.complete > 0 {
 		iov = append(iov, (*w.buf)[:w.complete])
@@ -174,7 +186,7 @@ func (w *frameWriter) writePrepared(frames [][]byte) (bool, error) {
 	w.iov = iov
 	_, err := w.iov.WriteTo(w.conn) // consumes w.iov, not iov
 	clear(iov)
-	if cap(iov) <= 64 {
+	if cap(iov) <= 8 {
 		w.iov = iov[:0]
 	} else {
 		w.iov = nil
@@ -184,7 +196,7 @@ func (w *frameWriter) writePrepared(frames [][]byte) (bool, error) {
 		return true, w.err
 	}
 	if w.complete > 0 {
-		w.complete = 0
+		w.setComplete(0)
 		w.releaseLocked()
 	}
 	return true, nil
@@ -206,18 +218,19 @@ func (w *frameWriter) releaseLocked() {
 	w.buf = nil
 }
 
+// armDeadline bounds a write that may wait for the socket. The deadline is
+// cleared after it (clearDeadline): a deadline left set would make the
+// non-blocking writes of tryWrite fail with a timeout once it passed, though
+// they never wait.
 func (w *frameWriter) armDeadline() error {
-	now := time.Now()
-	if now.Sub(w.deadline) < w.timeout/8 {
-		return nil
-	}
-	if err := w.conn.SetWriteDeadline(now.Add(w.timeout)); err != nil {
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
 		w.err = err
 		return err
 	}
-	w.deadline = now
 	return nil
 }
+
+func (w *frameWriter) clearDeadline() { _ = w.conn.SetWriteDeadline(time.Time{}) }
 
 func (w *frameWriter) flushLocked() error {
 	if w.complete == 0 {
@@ -227,12 +240,14 @@ func (w *frameWriter) flushLocked() error {
 	if err := w.armDeadline(); err != nil {
 		return err
 	}
-	if _, err := w.conn.Write(b[:w.complete]); err != nil {
+	_, err := w.conn.Write(b[:w.complete])
+	w.clearDeadline()
+	if err != nil {
 		w.err = fmt.Errorf("%w: %w", errWriterClosed, err)
 		return w.err
 	}
 	rest := copy(b, b[w.complete:])
-	w.complete = 0
+	w.setComplete(0)
 	if rest > 0 {
 		*w.buf = b[:rest]
 		return nil
@@ -248,6 +263,7 @@ type frameScanner struct {
 	headLen   int // bytes of the current header seen
 	inPayload bool
 	remain    int64 // payload bytes still to come
+	closeSeen bool  // a close frame's header has gone by
 }
 
 // scan consumes p and returns the offset in p just after the last frame that
@@ -263,6 +279,9 @@ func (s *frameScanner) scan(p []byte) int {
 				continue
 			}
 			s.remain = payloadLen(s.head[:s.headLen])
+			if s.head[0]&0x0f == 8 {
+				s.closeSeen = true
+			}
 			s.headLen = 0
 			if s.remain == 0 {
 				last = i
@@ -411,6 +430,7 @@ func (w *handshakeWriter) writeResponse(body []byte) error {
 		return err
 	}
 	_, err := w.conn.Write(b.Bytes())
+	_ = w.conn.SetWriteDeadline(time.Time{})
 	return err
 }
 
@@ -429,4 +449,23 @@ type prefixConn struct {
 	r io.Reader
 }
 
+// PrefixConn returns conn reading early first: bytes of the connection its
+// HTTP server had read ahead.
+func PrefixConn(conn net.Conn, early []byte) net.Conn {
+	if len(early) == 0 {
+		return conn
+	}
+	return &prefixConn{Conn: conn, r: io.MultiReader(bytes.NewReader(early), conn)}
+}
+
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// SyscallConn lets frameWriter write without waiting; only reads go through
+// the prefix.
+func (c *prefixConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("hub: connection has no raw descriptor")
+	}
+	return sc.SyscallConn()
+}

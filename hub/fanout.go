@@ -1,8 +1,12 @@
 package hub
 
 import (
+	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"sync"
+
+	"github.com/coder/websocket"
 
 	"vigil/metrics"
 )
@@ -26,6 +30,7 @@ type fanJob struct {
 }
 
 type fanWorker struct {
+	log     *slog.Logger
 	mu      sync.Mutex
 	cond    sync.Cond
 	jobs    []fanJob
@@ -34,13 +39,13 @@ type fanWorker struct {
 	stopped bool
 }
 
-func newFanout(workers int) *fanout {
+func newFanout(workers int, log *slog.Logger) *fanout {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	f := &fanout{workers: make([]*fanWorker, workers)}
 	for i := range f.workers {
-		w := &fanWorker{}
+		w := &fanWorker{log: log}
 		w.cond.L = &w.mu
 		f.workers[i] = w
 		go w.run()
@@ -120,10 +125,10 @@ func (w *fanWorker) run() {
 
 		for _, j := range jobs {
 			n := 0
-			for _, sub := range j.subs {
-				if sub.deliver(j.offset, j.frame) {
-					n++
-				}
+			for i := 0; i < len(j.subs); {
+				var d int
+				i, d = w.deliverFrom(j, i)
+				n += d
 			}
 			metrics.HubDelivered.Add(float64(n))
 		}
@@ -134,4 +139,27 @@ func (w *fanWorker) run() {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// deliverFrom offers j's frame to j.subs[i:] and returns where it stopped:
+// at the end, or just past a session whose delivery panicked. That session
+// is closed (1011, it reconnects and recovers from history) and the others
+// still get the event: a bug must not cost a whole room its events, nor the
+// process its life.
+func (w *fanWorker) deliverFrom(j fanJob, i int) (next, delivered int) {
+	defer func() {
+		if r := recover(); r != nil {
+			sub := j.subs[next]
+			w.log.Error("fan-out: delivery panicked", "room", sub.room, "offset", j.offset, "session", sub.s.id,
+				"panic", r, "stack", string(debug.Stack()))
+			sub.s.close(websocket.StatusInternalError, "internal error")
+			next++
+		}
+	}()
+	for next = i; next < len(j.subs); next++ {
+		if j.subs[next].deliver(j.offset, j.frame) {
+			delivered++
+		}
+	}
+	return next, delivered
 }

@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -145,7 +144,7 @@ func New(b bus.Broker, cfg Config) *Hub {
 		seed:     maphash.MakeSeed(),
 		sessions: make(map[*session]struct{}),
 		stopPing: make(chan struct{}),
-		fan:      newFanout(0),
+		fan:      newFanout(0, cfg.Logger.With("component", "hub")),
 	}
 	if slices.Contains(cfg.AllowedOrigins, "*") {
 		// coder/websocket asks for InsecureSkipVerify rather than a "*"
@@ -179,11 +178,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("hijack failed", "err", err)
 		return
 	}
+	// net/http leaves its read and write deadlines on a hijacked connection.
+	_ = conn.SetDeadline(time.Time{})
+	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		conn = &prefixConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)}
+		early = bytes.Clone(b)
 	}
-	h.ServeConn(conn, r)
+	h.ServeConn(PrefixConn(conn, early), r)
 }
 
 // ServeConn serves a connection its HTTP server has given up, whose request
@@ -235,7 +237,7 @@ func (h *Hub) upgrade(conn net.Conn, r *http.Request) (*session, string) {
 // run serves an accepted session until it ends.
 func (h *Hub) run(s *session, token string) {
 	defer h.active.Done()
-	s.readLoop(token)
+	s.guard(func() bool { s.readLoop(token); return true })
 	// The read side is finished (peer gone, or a close already under way);
 	// make sure the writer stops too, then let go of the rooms.
 	s.close(websocket.StatusNormalClosure, "")

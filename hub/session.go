@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -161,7 +162,10 @@ func (s *session) enqueue(frame []byte) bool {
 			s.mu.Unlock()
 			return false
 		}
-		if len(s.queue) < s.h.cfg.SendQueue {
+		// The reader's own frames (a history replay, replies) fill at most
+		// half the queue, so that live events of the session's other rooms
+		// still find room and a client reading well is not closed as slow.
+		if len(s.queue) < max(1, s.h.cfg.SendQueue/2) {
 			s.queue = append(s.queue, frame)
 			s.kickLocked()
 			s.mu.Unlock()
@@ -261,7 +265,7 @@ func (s *session) writeFrames() {
 		err := s.writeBatch(frames)
 		clear(frames)
 		s.mu.Lock()
-		if cap(frames) <= 64 {
+		if cap(frames) <= 8 {
 			s.spare = frames[:0]
 		}
 		s.mu.Unlock()
@@ -350,10 +354,10 @@ func (s *session) readLoop(headerToken string) {
 		if err != nil || s.isClosing() {
 			return
 		}
-		if !offStack(func() bool { return s.authFrame(data) }) {
+		if !s.offStack(func() bool { return s.authFrame(data) }) {
 			return
 		}
-	} else if !offStack(func() bool { return s.authenticate(headerToken) }) {
+	} else if !s.offStack(func() bool { return s.authenticate(headerToken) }) {
 		return
 	}
 	for {
@@ -361,16 +365,32 @@ func (s *session) readLoop(headerToken string) {
 		if err != nil {
 			return
 		}
-		offStack(func() bool { s.handle(typ, data); return true })
+		if !s.offStack(func() bool { s.handle(typ, data); return true }) {
+			return
+		}
 	}
 }
 
 // offStack runs f on a new goroutine and waits for it. f may use whatever
 // the calling goroutine owns, which waits meanwhile.
-func offStack(f func() bool) bool {
+func (s *session) offStack(f func() bool) bool {
 	ok := make(chan bool, 1)
-	go func() { ok <- f() }()
+	go func() { ok <- s.guard(f) }()
 	return <-ok
+}
+
+// guard runs f; if it panics, the panic is logged and the session closed
+// (1011: the client reconnects and recovers) instead of the process dying,
+// as net/http would have done for a handler.
+func (s *session) guard(f func() bool) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger().Error("session panicked", "panic", r, "stack", string(debug.Stack()))
+			s.close(websocket.StatusInternalError, "internal error")
+			ok = false
+		}
+	}()
+	return f()
 }
 
 // authFrame authenticates the session with its first frame.
@@ -498,6 +518,10 @@ func (s *session) subscribe(m clientMsg) {
 	ctx, done := s.busCall()
 	defer done()
 	if err := s.h.join(ctx, sub); err != nil {
+		// Fan-out jobs made while it was a member may still reach it.
+		s.mu.Lock()
+		sub.gone, sub.pending = true, nil
+		s.mu.Unlock()
 		s.unavailable(m.Room, "bus subscribe failed", err)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -34,13 +35,33 @@ func hijackWS(h *hub.Hub, c *fiber.Ctx) error {
 	ctx := c.Context()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(conn net.Conn) {
-		// A WebSocket client sends nothing before the 101 (RFC 6455 §4.1), so
-		// fasthttp's reader, released when this returns, holds no bytes of
-		// the session, and the socket itself is served.
+		// Serve the socket itself, so that fasthttp's reader is released
+		// when this returns; whatever that reader had read ahead comes first.
 		if u, ok := conn.(interface{ UnsafeConn() net.Conn }); ok {
-			conn = u.UnsafeConn()
+			raw := u.UnsafeConn()
+			conn = hub.PrefixConn(raw, readAhead(conn, raw))
 		}
 		h.ServeConn(conn, req)
 	})
 	return nil
+}
+
+// readAhead returns the bytes fasthttp had read of the connection beyond the
+// upgrade request. A client following RFC 6455 §4.1 sends nothing before the
+// 101, so it is nearly always empty; reading the hijacked connection with a
+// deadline already passed takes only what is buffered.
+func readAhead(hijacked, raw net.Conn) []byte {
+	if err := raw.SetReadDeadline(time.Now()); err != nil {
+		return nil
+	}
+	defer raw.SetReadDeadline(time.Time{})
+	var early []byte
+	var buf [512]byte
+	for {
+		n, err := hijacked.Read(buf[:])
+		early = append(early, buf[:n]...)
+		if err != nil || n == 0 {
+			return early
+		}
+	}
 }
