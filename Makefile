@@ -10,6 +10,7 @@ FUZZ_BATCH  ?= 400000x
 FUZZ_EVENT  ?= 150000x
 FUZZ_FRAME  ?= 100000x
 FUZZ_SCAN   ?= 100000x
+FUZZ_WSPARSE ?= 100000x
 
 .PHONY: demo build test check unit fuzz e2e bench bench-go bench-full setup-test clean predictor-test predictor-start predictor-stop
 
@@ -58,6 +59,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEncodeEvent$$' -fuzztime $(FUZZ_EVENT) ./hub/
 	$(GO) test -run '^$$' -fuzz '^FuzzFrameScanner$$' -fuzztime $(FUZZ_FRAME) ./hub/
 	$(GO) test -run '^$$' -fuzz '^FuzzScanEvent$$' -fuzztime $(FUZZ_SCAN) ./bench/
+	$(GO) test -run '^$$' -fuzz '^FuzzParser$$' -fuzztime $(FUZZ_WSPARSE) ./bench/
 
 e2e: build
 	cd ui && VIGIL_REQUIRE_PREDICTOR=1 VIGIL_BIN=$(CURDIR)/$(BIN) node --test e2e/

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +18,14 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// The WebSocket side of the load generator: thousands of staff sessions, each
-// one goroutine with a small bufio.Reader over its connection, reading frames
-// with gobwas/ws (no per-connection writer goroutine, no per-message
-// allocation). A session answers pings and close frames itself; the events it
-// receives are scanned without JSON decoding (frame.go) and recorded in the
-// tracker.
+// The WebSocket side of the load generator: thousands of staff sessions. Each
+// connects, authenticates and subscribes on a goroutine of its own, reading
+// the handshake's frames with gobwas/ws through a small bufio.Reader; then its
+// socket leaves Go's netpoller and one of a few readers (wsreader.go) reads
+// it, with every other session's, from an epoll instance (no goroutine per
+// session, no per-message allocation). A session answers pings and close
+// frames itself; the events it receives are scanned without JSON decoding
+// (frame.go) and recorded in the tracker.
 
 const (
 	// maxMessage bounds one message from the server; Vigil's events are a
@@ -46,8 +47,12 @@ type hubClient struct {
 	connectTimeout time.Duration
 
 	sessions []*session
-	wg       sync.WaitGroup
+	readers  []*reader
+	ctx      context.Context // connectAll's: bounds reconnections
+	wg       sync.WaitGroup  // readers, handshakes, reconnections
 	stopping atomic.Bool
+	stopped  chan struct{} // closed by stop
+	stopOnce sync.Once
 
 	mu         sync.Mutex
 	closes     map[string]int // close code (or "error: …") → sessions closed by the server
@@ -76,13 +81,20 @@ type session struct {
 	// returns, read after).
 	subscribed bool
 
+	// The handshake: its connection (closed by stop) and reading.
 	connMu sync.Mutex
 	conn   net.Conn
+	br     *bufio.Reader
+	hdr    [ws.MaxHeaderSize]byte
+	ctrl   [125]byte // control frames carry at most 125 bytes
+	msg    []byte
 
-	br   *bufio.Reader
-	hdr  [ws.MaxHeaderSize]byte
-	ctrl [125]byte // control frames carry at most 125 bytes
-	msg  []byte
+	// The receive path, once subscribed, owned by the session's reader (or
+	// the goroutine connecting it): the socket's descriptor, taken out of
+	// the netpoller, and what was read of a frame not yet complete.
+	fd   int
+	rx   recvState
+	more bool // in its reader's list of sessions to read again
 
 	epoch      string
 	lastOffset uint64
@@ -95,18 +107,30 @@ type session struct {
 
 func newHubClient(base string, t *tracker, connectTimeout time.Duration) *hubClient {
 	u := strings.Replace(strings.Replace(base, "https://", "wss://", 1), "http://", "ws://", 1) + "/ws"
-	return &hubClient{url: u, t: t, connectTimeout: connectTimeout, closes: map[string]int{}}
+	return &hubClient{url: u, t: t, connectTimeout: connectTimeout, closes: map[string]int{}, stopped: make(chan struct{})}
 }
 
 // connectAll opens, authenticates and subscribes every session, at most
-// parallel handshakes at a time, and leaves each one reading. It returns when
-// every session is subscribed or has failed; failed says how many failed.
+// parallel handshakes at a time, and leaves each one with a reader. It
+// returns when every session is subscribed or has failed; failed says how
+// many failed. It is called once per hubClient.
 func (c *hubClient) connectAll(ctx context.Context, specs []sessionSpec, parallel int) (failed int) {
+	c.ctx = ctx
+	for range readerCount() {
+		r, err := newReader(c)
+		if err != nil {
+			c.noteError(err)
+			return len(specs)
+		}
+		c.readers = append(c.readers, r)
+		c.wg.Add(1)
+		go r.run()
+	}
 	sem := make(chan struct{}, max(1, parallel))
 	var bad atomic.Int64
 	var ready sync.WaitGroup
 	for i, sp := range specs {
-		s := &session{c: c, spec: sp, shard: i}
+		s := &session{c: c, spec: sp, shard: i, fd: -1}
 		c.sessions = append(c.sessions, s)
 		select {
 		case sem <- struct{}{}:
@@ -128,7 +152,9 @@ func (c *hubClient) connectAll(ctx context.Context, specs []sessionSpec, paralle
 			<-sem
 			ready.Done()
 			if err == nil {
-				s.run(ctx)
+				if err := s.start(); err != nil {
+					s.recover(err)
+				}
 			}
 		}()
 	}
@@ -168,15 +194,20 @@ func (c *hubClient) closeSummary() (int, string) {
 	return n, strings.Join(parts, ", ")
 }
 
-// stop closes every session and waits for their goroutines.
+// stop closes every session and waits for the readers and the goroutines
+// still connecting.
 func (c *hubClient) stop() {
 	c.stopping.Store(true)
+	c.stopOnce.Do(func() { close(c.stopped) })
 	for _, s := range c.sessions {
 		s.connMu.Lock()
 		if s.conn != nil {
 			_ = s.conn.Close()
 		}
 		s.connMu.Unlock()
+	}
+	for _, r := range c.readers {
+		r.stop()
 	}
 	c.wg.Wait()
 }
@@ -221,6 +252,7 @@ func (s *session) connect(ctx context.Context, resume bool) error {
 	}
 	s.conn = conn
 	s.connMu.Unlock()
+	hbr := br
 	var src io.Reader = conn
 	if br != nil {
 		// The server's first frames arrived with the handshake reply.
@@ -280,6 +312,12 @@ func (s *session) connect(ctx context.Context, resume bool) error {
 	}
 	s.epoch = f.Epoch
 	_ = conn.SetDeadline(time.Time{})
+	// From here on the session's reader reads the socket, from the bytes
+	// the handshake's readers already hold.
+	if err := s.detach(conn, s.br, hbr); err != nil {
+		return fail(fmt.Errorf("detach: %w", err))
+	}
+	s.br = nil // until the next handshake, if any
 	return nil
 }
 
@@ -297,41 +335,20 @@ func (s *session) readCtrl() (ctrlFrame, error) {
 	return f, nil
 }
 
-// run reads events until the session is stopped, reconnecting (and
-// recovering from the last offset) when the server closes it.
-func (s *session) run(ctx context.Context) {
-	for {
-		err := s.readLoop()
-		if s.c.stopping.Load() || ctx.Err() != nil {
-			return
-		}
-		var ce *closeError
-		switch {
-		case errors.As(err, &ce):
-			s.c.noteClose(strconv.Itoa(int(ce.code)))
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			s.c.noteClose("EOF")
-		default:
-			s.c.noteClose("error")
-			s.c.noteError(err)
-		}
-		if !s.reconnect(ctx) {
-			s.c.gaveUp.Add(1)
-			return
-		}
-	}
-}
-
+// reconnect connects the session again, resuming from its last offset,
+// after a few growing, jittered delays; false when it could not.
 func (s *session) reconnect(ctx context.Context) bool {
-	s.connMu.Lock()
-	_ = s.conn.Close()
-	s.connMu.Unlock()
 	for attempt := range maxReconnects {
 		d := reconnectBackoff << attempt
 		d = d/2 + time.Duration(rand.Int64N(int64(d)))
+		tm := time.NewTimer(d)
 		select {
-		case <-time.After(d):
+		case <-tm.C:
 		case <-ctx.Done():
+			tm.Stop()
+			return false
+		case <-s.c.stopped:
+			tm.Stop()
 			return false
 		}
 		if s.c.stopping.Load() {
@@ -347,54 +364,49 @@ func (s *session) reconnect(ctx context.Context) bool {
 	return false
 }
 
-// readLoop is the hot path: one iteration per message.
-func (s *session) readLoop() error {
+// handle is the hot path: one call per message received after subscribing,
+// as soon as it is parsed after the read that completed it.
+func (s *session) handle(msg []byte) {
 	t := s.c.t
-	for {
-		msg, err := s.readMessage()
-		if err != nil {
-			return err
-		}
-		now := t.now()
-		ev, ok := scanEvent(msg)
-		if !ok {
-			s.c.slowFrames.Add(1)
-			continue // an error or unsubscribed frame: nothing to time
-		}
-		if ev.offset <= s.lastOffset {
-			s.c.duplicates.Add(1)
-			continue
-		}
-		if ev.offset > s.lastOffset+1 {
-			s.c.gaps.Add(int64(ev.offset - s.lastOffset - 1))
-		}
-		s.lastOffset = ev.offset
-		seq, ok := t.ids.parse(ev.readingID)
-		if !ok {
-			t.foreign.Add(1)
-			continue
-		}
-		switch string(ev.kind) {
-		case "score":
-			t.deliverScore(seq, now, s.shard)
-		case "alert":
-			if _, seen := s.alertSeen[seq]; seen {
-				if _, p := t.lookup(seq); p != nil {
-					p.alertUpdates.Add(1)
-				}
-				continue
+	now := t.now()
+	ev, ok := scanEvent(msg)
+	if !ok {
+		s.c.slowFrames.Add(1)
+		return // an error or unsubscribed frame: nothing to time
+	}
+	if ev.offset <= s.lastOffset {
+		s.c.duplicates.Add(1)
+		return
+	}
+	if ev.offset > s.lastOffset+1 {
+		s.c.gaps.Add(int64(ev.offset - s.lastOffset - 1))
+	}
+	s.lastOffset = ev.offset
+	seq, ok := t.ids.parse(ev.readingID)
+	if !ok {
+		t.foreign.Add(1)
+		return
+	}
+	switch string(ev.kind) {
+	case "score":
+		t.deliverScore(seq, now, s.shard)
+	case "alert":
+		if _, seen := s.alertSeen[seq]; seen {
+			if _, p := t.lookup(seq); p != nil {
+				p.alertUpdates.Add(1)
 			}
-			if s.alertSeen == nil {
-				s.alertSeen = make(map[uint64]struct{})
-			}
-			s.alertSeen[seq] = struct{}{}
-			t.deliverAlert(seq, now, s.shard)
+			return
 		}
+		if s.alertSeen == nil {
+			s.alertSeen = make(map[uint64]struct{})
+		}
+		s.alertSeen[seq] = struct{}{}
+		t.deliverAlert(seq, now, s.shard)
 	}
 }
 
-// readMessage returns the next data message, answering control frames on
-// the way. The slice is valid until the next call.
+// readMessage returns the next data message of the handshake, answering
+// control frames on the way. The slice is valid until the next call.
 func (s *session) readMessage() ([]byte, error) {
 	s.msg = s.msg[:0]
 	for {
@@ -448,9 +460,9 @@ func (s *session) readMessage() ([]byte, error) {
 	}
 }
 
-// write sends one masked frame (clients must mask, RFC 6455 §5.3). Only the
-// session's own goroutine writes, so there is no lock. The payload is copied
-// before masking: callers pass buffers they still own.
+// write sends one masked frame of the handshake (clients must mask, RFC 6455
+// §5.3). Only the session's own goroutine writes, so there is no lock. The
+// payload is copied before masking: callers pass buffers they still own.
 func (s *session) write(op ws.OpCode, payload []byte) error {
 	p := append([]byte(nil), payload...)
 	f := ws.MaskFrameInPlace(ws.NewFrame(op, true, p))

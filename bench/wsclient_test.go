@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,14 +98,26 @@ func (f *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		write(encodeFrame(f.room, 17, []byte(`{"kind":"score","reading_id":"`+other.id(0)+`"}`)))
 		write([]byte(`{"type":"error","code":"bad_request"}`))
 		write(f.event(19, "score", 4)) // 18 never sent: a gap of one
-		<-ctx.Done()
+		// An event larger than a reader's buffer, in fragments.
+		big := encodeFrame(f.room, 20, fmt.Appendf(nil, `{"kind":"score","reading_id":%q,"pad":"%s"}`, f.ids.id(5), strings.Repeat("x", 40_000)))
+		if w, err := c.Writer(ctx, websocket.MessageText); err == nil {
+			_, _ = w.Write(big[:len(big)/2])
+			_, _ = w.Write(big[len(big)/2:])
+			_ = w.Close()
+		}
+		// Until the client goes (its close ends the read).
+		for {
+			if _, _, err := c.Read(ctx); err != nil {
+				return
+			}
+		}
 	}
 }
 
 func TestSessionProtocolAndRecovery(t *testing.T) {
 	tr := newTracker(42, 16)
 	ph := tr.startPhase(1, "test")
-	for range 5 {
+	for range 6 {
 		seq, _ := tr.take()
 		tr.flags[seq].Store(flagSent | flagAccepted | uint32(ph.index))
 		tr.sent[seq].Store(tr.now())
@@ -111,6 +125,7 @@ func TestSessionProtocolAndRecovery(t *testing.T) {
 	fh := &fakeHub{t: t, token: "tok", room: "site:T:S0001", ids: &tr.ids, pinged: make(chan error, 1)}
 	srv := httptest.NewServer(fh)
 	defer srv.Close()
+	fds0, g0 := openFDs(t), runtime.NumGoroutine()
 
 	hub := newHubClient(srv.URL, tr, 5*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -122,12 +137,12 @@ func TestSessionProtocolAndRecovery(t *testing.T) {
 		t.Errorf("ping not answered: %v", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for tr.scores[4].Load() == 0 && time.Now().Before(deadline) {
+	for tr.scores[5].Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	hub.stop()
 
-	for seq, want := range []int32{1, 1, 1, 1, 1} {
+	for seq, want := range []int32{1, 1, 1, 1, 1, 1} {
 		if got := tr.scores[seq].Load(); got != want {
 			t.Errorf("scores[%d] = %d, want %d", seq, got, want)
 		}
@@ -152,9 +167,16 @@ func TestSessionProtocolAndRecovery(t *testing.T) {
 		}
 	}
 	fh.mu.Lock()
-	defer fh.mu.Unlock()
 	if len(fh.sinces) != 2 || fh.sinces[0] != nil || fh.sinces[1] != float64(13) || fh.epochs[1] != "E1" {
 		t.Errorf("subscribes: since %v, epoch %v; want none, then since 13 in epoch E1", fh.sinces, fh.epochs)
+	}
+	fh.mu.Unlock()
+	// Every descriptor and goroutine of the sessions and readers is gone
+	// (and the fake hub's, once it reads the end of the connection).
+	for deadline := time.Now().Add(5 * time.Second); openFDs(t) > fds0 || runtime.NumGoroutine() > g0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors, %d goroutines after stop; %d and %d before", openFDs(t), runtime.NumGoroutine(), fds0, g0)
+		}
 	}
 }
 
