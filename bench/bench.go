@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench owns `vigil bench`: the load generator (readings posted over
 // keep-alive HTTP connections, thousands of staff WebSocket sessions timing
 // every event they receive) and its scenarios — Ward, a realistic day of
