@@ -136,13 +136,26 @@ func serve(ctx context.Context, args []string, demo bool) error {
 	case err := <-errc:
 		// Serving stopped on its own: still drain the pipeline and close the
 		// store, so admitted readings are scored and the database is clean.
-		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		return errors.Join(err, srv.Shutdown(sctx))
 	case <-ctx.Done():
 	}
+	// SIGTERM (Kubernetes, compose): stop being ready at once, keep serving
+	// for the drain delay while load balancers take the node out, then shut
+	// down: finish requests, close sessions 1001 (clients reconnect to
+	// another node and recover with since), score what was admitted.
+	srv.Drain()
+	log.Info("draining", "delay", cfg.DrainDelay.String(), "timeout", cfg.ShutdownTimeout.String())
+	if cfg.DrainDelay > 0 {
+		select {
+		case <-time.After(cfg.DrainDelay):
+		case err := <-errc:
+			log.Error("serving stopped while draining", "err", err)
+		}
+	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
 }

@@ -36,6 +36,12 @@ type Config struct {
 	HistorySize        int           `env:"VIGIL_HISTORY_SIZE" envDefault:"1000"`
 	TrustProxy         bool          `env:"VIGIL_TRUST_PROXY"`
 	SweepInterval      time.Duration `env:"VIGIL_SWEEP_INTERVAL" envDefault:"30s"`
+	// DrainDelay is how long a node keeps serving after SIGTERM while
+	// /readyz says 503, so that load balancers stop sending it work before
+	// it stops listening; ShutdownTimeout bounds what follows (finishing
+	// requests, closing sessions, scoring what was admitted).
+	DrainDelay      time.Duration `env:"VIGIL_DRAIN_DELAY" envDefault:"0s"`
+	ShutdownTimeout time.Duration `env:"VIGIL_SHUTDOWN_TIMEOUT" envDefault:"25s"`
 
 	// Escalation and notifications.
 	EscalationInterval time.Duration `env:"VIGIL_ESCALATION_INTERVAL" envDefault:"1s"`
@@ -88,6 +94,8 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "VIGIL_HISTORY_SIZE: events kept per room")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "VIGIL_TRUST_PROXY: client IP from X-Forwarded-For")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "VIGIL_SWEEP_INTERVAL: rescoring sweep period")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "VIGIL_DRAIN_DELAY: after SIGTERM, keep serving this long with /readyz 503 before shutting down")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "VIGIL_SHUTDOWN_TIMEOUT: bound on the shutdown after the drain delay")
 	fs.DurationVar(&c.EscalationInterval, "escalation-interval", c.EscalationInterval, "VIGIL_ESCALATION_INTERVAL: how often due escalations are looked for")
 	fs.DurationVar(&c.EscalationFloor, "escalation-floor", c.EscalationFloor, "VIGIL_ESCALATION_FLOOR: shortest delay between two pages of one alert, whatever a protocol says")
 	fs.DurationVar(&c.MissedInterval, "missed-interval", c.MissedInterval, "VIGIL_MISSED_INTERVAL: how often silent patients are looked for")

@@ -45,11 +45,13 @@ import (
 
 // Server is one running node.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
-	store   store.Store
-	broker  bus.Broker
-	retrier *bus.Retrier
+	// draining is set by Drain: /readyz answers 503 from then on.
+	draining atomic.Bool
+	cfg      config.Config
+	log      *slog.Logger
+	store    store.Store
+	broker   bus.Broker
+	retrier  *bus.Retrier
 	// cl is what this node shares with others: Redis, leases, the
 	// in-process broker's offsets when there is no Redis.
 	cl       *clusterParts
@@ -228,7 +230,15 @@ func RedactDSN(dsn string) string {
 	return "…"
 }
 
+// Drain makes /readyz answer 503 {"status":"draining"} from now on, so that
+// load balancers and Kubernetes stop sending the node new requests and
+// sessions while it goes on serving the ones it has; Shutdown follows.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 func (s *Server) ready(c *fiber.Ctx) error {
+	if s.draining.Load() {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "draining"})
+	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
 	checks := fiber.Map{"store": "ok", "bus": "ok"}

@@ -13,6 +13,8 @@ const READY_TIMEOUT_MS = 10_000;
 export const CLOSE_AUTH = 4001; // invalid token or no auth in time
 export const CLOSE_SLOW = 4008; // could not keep up: reconnect and recover
 export const CLOSE_EXPIRED = 4009; // token expired
+export const CLOSE_GOING_AWAY = 1001; // node draining or stopping: another takes over
+export const CLOSE_RESTART = 1012; // event stream reset: reconnect and recover
 
 // Connection states shown on the board.
 export const STATE = {
@@ -176,7 +178,9 @@ export class LiveClient {
         this.cb.onAuthClosed?.(ev.code, ev.reason);
         return;
       }
-      if (ev.code === CLOSE_SLOW) this.attempt = 0; // recover at once
+      // Recover at once: the node asked for it (a slow session, a reset) or
+      // is draining, and another node (or this one restarted) takes over.
+      if (ev.code === CLOSE_SLOW || ev.code === CLOSE_GOING_AWAY || ev.code === CLOSE_RESTART) this.attempt = 0;
       this.scheduleReconnect(ev.reason || `closed (${ev.code})`);
     };
   }
