@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"vigil/metrics"
 )
 
 // Retrier publishes through a broker and keeps what the broker refused (Redis
@@ -45,15 +47,20 @@ func (r *Retrier) Publish(ctx context.Context, room string, data []byte) (Event,
 	r.mu.Lock()
 	if len(r.pending) == 0 {
 		r.mu.Unlock()
+		start := time.Now()
 		ev, err := r.b.Publish(ctx, room, data)
+		metrics.BusPublishSeconds.Observe(time.Since(start).Seconds())
 		if err == nil {
+			metrics.BusPublished.WithLabelValues("ok").Inc()
 			return ev, nil
 		}
+		metrics.BusPublished.WithLabelValues("error").Inc()
 		r.mu.Lock()
 		r.keep(room, data)
 		r.mu.Unlock()
 		return Event{}, err
 	}
+	metrics.BusPublished.WithLabelValues("queued").Inc()
 	r.keep(room, data)
 	r.mu.Unlock()
 	select {
@@ -73,6 +80,7 @@ func (r *Retrier) keep(room string, data []byte) {
 		r.log.Error("bus: republish queue full; dropped the oldest event (boards recover it from a snapshot)")
 	}
 	r.pending = append(r.pending, pendingEvent{room, append([]byte(nil), data...)})
+	metrics.BusRepublishQueue.Set(float64(len(r.pending)))
 }
 
 // Pending is the number of events waiting.
@@ -112,6 +120,7 @@ func (r *Retrier) flush(ctx context.Context) {
 		r.mu.Lock()
 		r.pending = r.pending[1:]
 		n := len(r.pending)
+		metrics.BusRepublishQueue.Set(float64(n))
 		r.mu.Unlock()
 		if n == 0 {
 			r.log.Info("bus: events refused by the broker are published")

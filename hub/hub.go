@@ -405,6 +405,9 @@ func (h *Hub) join(ctx context.Context, sub *subscription) error {
 	// never changed in place (removeMember makes a new slice). Copying here
 	// would make filling a room of n sessions cost n²/2.
 	h.rooms[sub.room] = append(members, sub)
+	if len(members) == 0 {
+		metrics.HubRooms.Inc()
+	}
 	h.mu.Unlock()
 	if len(members) > 0 {
 		return nil
@@ -443,6 +446,7 @@ func (h *Hub) removeMember(sub *subscription) (empty bool) {
 	}
 	if len(members) == 1 {
 		delete(h.rooms, sub.room)
+		metrics.HubRooms.Dec()
 		return true
 	}
 	// A fresh slice: dispatch may be iterating the old one.

@@ -135,6 +135,8 @@ func (s *session) closeSlowLocked() {
 	if s.closing {
 		return
 	}
+	// The frame that did not fit, and the queue closing drops.
+	metrics.HubFramesDropped.Add(float64(len(s.queue) + 1))
 	s.closeLocked(StatusTooSlow, "send queue full")
 	metrics.HubSlowClosed.Inc()
 	s.logger().Warn("closing slow session", "queue", s.h.cfg.SendQueue)

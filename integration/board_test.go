@@ -144,15 +144,37 @@ func TestHealthAndMetrics(t *testing.T) {
 			t.Errorf("%s %s: %d %q, want %d problem+json", tc.method, tc.path, rep.Status, rep.Header.Get("Content-Type"), tc.status)
 		}
 	}
+	board := connect(t, n, staff)
+	board.subscribe("site:T008:S01", nil)
 	if rep := do(t, "POST", n.base+"/v1/readings", patientToken(t, "P1001", "T008", "S01"),
 		newReading("P1001", "T008", "S01", vitalsOK())); rep.Status != 202 {
 		t.Fatalf("post: %d", rep.Status)
 	}
+	nextScore(t, board, 2*time.Second)
+	// The fan-out worker counts a delivery just after writing it.
+	time.Sleep(100 * time.Millisecond)
 	body := string(do(t, "GET", n.base+"/metrics", "", nil).Body)
 	for _, name := range []string{"vigil_readings_accepted_total", "vigil_scoring_queue_depth", "vigil_hub_sessions",
-		"vigil_scoring_latency_seconds"} {
+		"vigil_scoring_latency_seconds", "vigil_hub_frames_dropped_total", "vigil_bus_republish_queue",
+		"vigil_predictor_breaker_state"} {
 		if !strings.Contains(body, "# TYPE "+name+" ") {
 			t.Errorf("metrics lack %s", name)
+		}
+	}
+	// Every stage of the one reading, with its value.
+	for _, series := range []string{
+		`vigil_http_requests_total{code="202",route="/v1/readings"} 1`,
+		`vigil_http_requests_total{code="404",route="/v1/*"} 4`,
+		`vigil_http_request_seconds_count{route="/v1/readings"} 1`,
+		`vigil_scoring_queue_wait_seconds_count 1`,
+		`vigil_bus_published_total{outcome="ok"} 1`,
+		`vigil_bus_publish_seconds_count 1`,
+		`vigil_hub_rooms 1`,
+		`vigil_hub_sessions 1`,
+		`vigil_hub_events_delivered_total 1`,
+	} {
+		if !strings.Contains(body, "\n"+series+"\n") {
+			t.Errorf("metrics lack %s", series)
 		}
 	}
 }

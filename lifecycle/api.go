@@ -12,6 +12,7 @@ import (
 
 	"vigil/auth"
 	"vigil/board"
+	"vigil/metrics"
 	"vigil/problem"
 	"vigil/reading"
 	"vigil/scoring"
@@ -179,6 +180,7 @@ func (a *API) handle(act action) fiber.Handler {
 			return problem.Send(c, problem.New(fiber.StatusServiceUnavailable, "store-unavailable", "Storage unavailable",
 				"the action was not recorded; retry"), 2*time.Second)
 		}
+		metrics.AlertTransitions.WithLabelValues(updated.Status).Inc()
 		a.svc.cfg.Publisher.PublishAlert(ctx, updated)
 		if act == actionEscalate {
 			a.svc.Wake()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"vigil/metrics"
 	"vigil/scoring"
 	"vigil/store"
 	"vigil/trial"
@@ -157,6 +158,9 @@ func (s *Service) escalateOne(ctx context.Context, due scoring.Alert, now time.T
 	}, store.Change{Actor: store.System, Action: "alert.escalation", At: now})
 	if err != nil {
 		return err
+	}
+	if a.Status != due.Status {
+		metrics.AlertTransitions.WithLabelValues(a.Status).Inc()
 	}
 	s.cfg.Publisher.PublishAlert(ctx, a)
 	return nil

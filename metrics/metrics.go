@@ -62,6 +62,65 @@ var (
 	})
 )
 
+// Stages of the path not covered above: HTTP, the scoring queue's wait, the
+// bus, the hub's rooms and drops, and the alerts' lifecycle.
+var (
+	// HTTPRequests counts requests by route pattern (never the raw path,
+	// which holds ids) and status code.
+	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_http_requests_total",
+		Help: "HTTP requests, by route pattern and status code.",
+	}, []string{"route", "code"})
+	// HTTPSeconds is the time to answer a request, by route pattern.
+	HTTPSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "vigil_http_request_seconds",
+		Help:    "Time to answer an HTTP request, by route pattern.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route"})
+	// ScoringQueueWait is the time an admitted reading waits for a scoring
+	// worker.
+	ScoringQueueWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "vigil_scoring_queue_wait_seconds",
+		Help:    "Time an admitted reading waits for a scoring worker.",
+		Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	})
+	// BusPublished counts events handed to the bus, by outcome: ok, error
+	// (refused: kept for republishing), queued (behind refused ones).
+	BusPublished = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_bus_published_total",
+		Help: "Events published on the bus, by outcome (ok; error and queued: kept and republished in order).",
+	}, []string{"outcome"})
+	// BusPublishSeconds is the duration of one publish.
+	BusPublishSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "vigil_bus_publish_seconds",
+		Help:    "Duration of one publish on the bus.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
+	})
+	// BusRepublishQueue is the number of events waiting to be published
+	// again after the bus refused them.
+	BusRepublishQueue = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_bus_republish_queue",
+		Help: "Events the bus refused, waiting to be published again.",
+	})
+	// HubRooms is the number of rooms with a session on this node.
+	HubRooms = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_hub_rooms",
+		Help: "Rooms with at least one session on this node.",
+	})
+	// HubFramesDropped counts frames a session did not get because it was
+	// closed as too slow (it recovers them from history on reconnecting).
+	HubFramesDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_hub_frames_dropped_total",
+		Help: "Frames dropped from send queues of sessions closed as too slow (recovered from history on reconnect).",
+	})
+	// AlertTransitions counts alerts entering a state through the lifecycle
+	// (acknowledged, escalated, resolved); opening is AlertsOpened.
+	AlertTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_alert_transitions_total",
+		Help: "Alert lifecycle transitions, by the state entered.",
+	}, []string{"state"})
+)
+
 // Notification delivery, by channel kind (webhook, pagerduty, email, board,
 // other). Failed counts every failed attempt, including the last one of a
 // notification that is then dead-lettered, so failed minus dead is retries.
@@ -128,5 +187,7 @@ func init() {
 		AlertsOpened, ScoringErrors, HubSessions, HubSlowClosed, HubDelivered,
 		NotificationsSent, NotificationsFailed, NotificationsDead,
 		PredictorCalls, PredictorBatchSize, PredictorCallSeconds, PredictorBreakerState, ScoresDegraded,
+		HTTPRequests, HTTPSeconds, ScoringQueueWait, BusPublished, BusPublishSeconds, BusRepublishQueue,
+		HubRooms, HubFramesDropped, AlertTransitions,
 	)
 }

@@ -158,7 +158,9 @@ func (p *Pipeline) release() {
 // Score runs the scoring of a stored reading on the pool. The slot guarantees
 // capacity, so this does not wait for a worker beyond a handover.
 func (s *Slot) Score(in Input) {
+	submitted := time.Now()
 	task := func() {
+		metrics.ScoringQueueWait.Observe(time.Since(submitted).Seconds())
 		defer s.Release()
 		ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.TaskTimeout)
 		defer cancel()

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,6 +145,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	// The hub serves /ws on the socket Fiber hands over and closes it itself.
 	s.app.Server().KeepHijackedConns = true
 	s.app.Use(recover.New())
+	s.app.Use(httpMetrics)
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	s.app.Get("/readyz", s.ready)
 	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})))
@@ -228,6 +230,27 @@ func RedactDSN(dsn string) string {
 		}
 	}
 	return "…"
+}
+
+// httpMetrics counts requests by route pattern and status, and times them.
+// The route is known only once the handler has run.
+func httpMetrics(c *fiber.Ctx) error {
+	start := time.Now()
+	err := c.Next()
+	code := c.Response().StatusCode()
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code = fe.Code
+	} else if err != nil {
+		code = fiber.StatusInternalServerError
+	}
+	route := c.Route().Path
+	if len(route) > 1 {
+		route = strings.TrimSuffix(route, "/") // a group's root route ends in "/"
+	}
+	metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	metrics.HTTPSeconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	return err
 }
 
 // Drain makes /readyz answer 503 {"status":"draining"} from now on, so that
