@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"vigil/config"
 	"vigil/server"
 	"vigil/sim"
+	"vigil/tracing"
 )
 
 const usage = `usage: vigil <command> [flags]
@@ -82,8 +84,22 @@ func main() {
 	}
 }
 
+// newLogger logs JSON lines; a record logged with a context carrying a span
+// gets its trace and span ids.
 func newLogger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(tracing.LogHandler{Handler: slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})})
+}
+
+// version is the build's VCS revision, for traces.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "dev"
 }
 
 func serve(ctx context.Context, args []string, demo bool) error {
@@ -108,6 +124,16 @@ func serve(ctx context.Context, args []string, demo bool) error {
 	if err := prepareDB(cfg); err != nil {
 		return err
 	}
+	stopTracing, err := tracing.Setup(ctx, tracing.Config{Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure,
+		Ratio: cfg.TraceRatio, Version: version()})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = stopTracing(tctx)
+	}()
 	if cfg.PprofAddr != "" {
 		if err := servePprof(ctx, cfg.PprofAddr, log); err != nil {
 			return err

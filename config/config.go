@@ -54,6 +54,11 @@ type Config struct {
 	SMTPPassword       string        `env:"VIGIL_SMTP_PASSWORD"`
 	PublicURL          string        `env:"VIGIL_PUBLIC_URL"`
 
+	// OTLPEndpoint, when set, sends traces to this OTLP/gRPC collector
+	// (host:port); TraceRatio is the share of new traces sampled.
+	OTLPEndpoint string  `env:"VIGIL_OTLP_ENDPOINT"`
+	OTLPInsecure bool    `env:"VIGIL_OTLP_INSECURE"`
+	TraceRatio   float64 `env:"VIGIL_TRACE_RATIO" envDefault:"0.1"`
 	// PprofAddr, when set, serves net/http/pprof on its own listener, for
 	// profiling a running node; keep it on loopback.
 	PprofAddr string `env:"VIGIL_PPROF_ADDR"`
@@ -104,6 +109,9 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.SMTPFrom, "smtp-from", c.SMTPFrom, "VIGIL_SMTP_FROM: sender address")
 	fs.StringVar(&c.SMTPUsername, "smtp-username", c.SMTPUsername, "VIGIL_SMTP_USERNAME: SMTP AUTH user (optional)")
 	fs.StringVar(&c.SMTPPassword, "smtp-password", c.SMTPPassword, "VIGIL_SMTP_PASSWORD: SMTP AUTH password")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "VIGIL_OTLP_ENDPOINT: OTLP/gRPC collector for traces (host:port; empty: tracing off)")
+	fs.BoolVar(&c.OTLPInsecure, "otlp-insecure", c.OTLPInsecure, "VIGIL_OTLP_INSECURE: send traces without TLS")
+	fs.Float64Var(&c.TraceRatio, "trace-ratio", c.TraceRatio, "VIGIL_TRACE_RATIO: share of new traces sampled (a client's sampled traceparent is always followed)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", c.PprofAddr, "VIGIL_PPROF_ADDR: serve net/http/pprof here (loopback; empty: off)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "VIGIL_PUBLIC_URL: the board's URL, for links in notifications")
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"vigil/auth"
@@ -23,6 +25,7 @@ import (
 	"vigil/reading"
 	"vigil/scoring"
 	"vigil/store"
+	"vigil/tracing"
 	"vigil/trial"
 )
 
@@ -150,10 +153,20 @@ func (a *API) postOne(c *fiber.Ctx) error {
 	if ok, err := a.limitPatient(c, claims, 1); !ok {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), a.cfg.StoreTimeout)
+	ctx, span := startSpan(c, "ingest.reading")
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
 	defer cancel()
 	out := a.accept(ctx, claims, c.Body())
+	span.SetAttributes(attribute.Int("http.response.status_code", out.status))
 	return out.send(c)
+}
+
+// startSpan starts the span of a request, a child of the trace context the
+// client sent (traceparent), if any.
+func startSpan(c *fiber.Ctx, name string) (context.Context, trace.Span) {
+	ctx := tracing.Extract(c.UserContext(), func(k string) string { return c.Get(k) })
+	return tracing.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
 }
 
 // outcome is the result for one reading: a 2xx body or a problem.
@@ -210,18 +223,21 @@ func (a *API) accept(ctx context.Context, claims *auth.Claims, body []byte) outc
 	// The original bytes are kept (ALCOA: original); Fiber reuses the request
 	// buffer, so copy.
 	payload := append([]byte(nil), body...)
-	res, err := a.cfg.Store.InsertReading(ctx, store.NewReading{
+	sctx, span := tracing.Start(ctx, "store.insert_reading")
+	res, err := a.cfg.Store.InsertReading(sctx, store.NewReading{
 		Reading: r, ReceivedAt: now.UTC(), Payload: payload, ContentHash: reading.ContentHash(r),
 	})
+	span.End()
+	trc := trace.SpanContextFromContext(ctx)
 	if err != nil {
 		slot.Release()
-		a.cfg.Logger.Error("store reading", "reading_id", r.ReadingID, "err", err)
+		a.cfg.Logger.ErrorContext(ctx, "store reading", "reading_id", r.ReadingID, "err", err)
 		return fail(problem.New(fiber.StatusServiceUnavailable, "store-unavailable", "Storage unavailable",
 			"the reading was not stored; retry after the indicated delay"), 2*time.Second, "store_error")
 	}
 	switch res.Status {
 	case store.Inserted:
-		slot.Score(scoring.Input{Reading: r, ReceivedAt: res.ReceivedAt})
+		slot.Score(scoring.Input{Reading: r, ReceivedAt: res.ReceivedAt, Trace: trc})
 		metrics.ReadingsAccepted.WithLabelValues("new").Inc()
 		return outcome{status: fiber.StatusAccepted, body: &accepted{ReadingID: r.ReadingID, Status: "accepted"}}
 	case store.Duplicate:
@@ -230,7 +246,7 @@ func (a *API) accept(ctx context.Context, claims *auth.Claims, body []byte) outc
 		} else {
 			// A retry of a reading whose scoring failed or is under way:
 			// scoring again is safe (the first stored score wins).
-			slot.Score(scoring.Input{Reading: r, ReceivedAt: res.ReceivedAt, Retry: true})
+			slot.Score(scoring.Input{Reading: r, ReceivedAt: res.ReceivedAt, Retry: true, Trace: trc})
 		}
 		metrics.ReadingsAccepted.WithLabelValues("duplicate").Inc()
 		return outcome{status: fiber.StatusOK, body: &accepted{ReadingID: r.ReadingID, Status: "accepted"}}
@@ -292,7 +308,10 @@ func (a *API) postBatch(c *fiber.Ctx) error {
 	if ok, err := a.limitPatient(c, claims, len(raws)); !ok {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), a.cfg.StoreTimeout)
+	ctx, span := startSpan(c, "ingest.batch")
+	defer span.End()
+	span.SetAttributes(attribute.Int("vigil.batch.readings", len(raws)))
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
 	defer cancel()
 	// Readings are stored a few at a time so group commit puts the batch in
 	// few transactions, without one batch taking most of the scoring slots

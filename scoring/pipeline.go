@@ -10,11 +10,14 @@ import (
 	"time"
 
 	"github.com/panjf2000/ants/v2"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"vigil/bus"
 	"vigil/metrics"
 	"vigil/predictor"
 	"vigil/reading"
+	"vigil/tracing"
 	"vigil/trial"
 )
 
@@ -61,6 +64,9 @@ type Input struct {
 	// Retry marks a reading scored again after an earlier attempt may have
 	// failed part-way (the sweep, a client's retry of an unscored reading).
 	Retry bool
+	// Trace is the span that admitted the reading (ingest's), which
+	// scoring's spans continue; zero when there is none.
+	Trace trace.SpanContext
 }
 
 // PipelineConfig configures a Pipeline.
@@ -162,11 +168,14 @@ func (s *Slot) Score(in Input) {
 	task := func() {
 		metrics.ScoringQueueWait.Observe(time.Since(submitted).Seconds())
 		defer s.Release()
-		ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.TaskTimeout)
+		ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), in.Trace), s.p.cfg.TaskTimeout)
 		defer cancel()
+		ctx, span := tracing.Start(ctx, "scoring.process")
+		defer span.End()
 		if err := s.p.Process(ctx, in); err != nil {
 			metrics.ScoringErrors.Inc()
-			s.p.cfg.Logger.Error("scoring failed; the sweep will retry", "reading_id", in.Reading.ReadingID, "err", err)
+			span.SetStatus(codes.Error, "scoring failed")
+			s.p.cfg.Logger.ErrorContext(ctx, "scoring failed; the sweep will retry", "reading_id", in.Reading.ReadingID, "err", err)
 		}
 	}
 	if err := s.p.pool.Submit(task); err != nil {
@@ -228,10 +237,13 @@ func (p *Pipeline) Process(ctx context.Context, in Input) error {
 	if err != nil {
 		return fmt.Errorf("encode score: %w", err)
 	}
-	if _, err := p.pub.Publish(ctx, bus.SiteRoom(s.TrialID, s.SiteID), data); err != nil {
+	pctx, span := tracing.Start(ctx, "bus.publish")
+	if _, err := p.pub.Publish(pctx, bus.SiteRoom(s.TrialID, s.SiteID), data); err != nil {
 		// The score is stored; boards recover it from a snapshot.
-		p.cfg.Logger.Error("publish score", "reading_id", s.ReadingID, "err", err)
+		span.SetStatus(codes.Error, "publish failed")
+		p.cfg.Logger.ErrorContext(ctx, "publish score", "reading_id", s.ReadingID, "err", err)
 	}
+	span.End()
 	return nil
 }
 
@@ -267,15 +279,21 @@ func (p *Pipeline) predict(ctx context.Context, r reading.Reading, s Score, c Co
 	if c.Registered {
 		age = c.Patient.AgeBandIndex()
 	}
-	pred, err := p.cfg.Model.Predict(ctx, predictor.Request{
+	// The call itself may be shared with other readings (micro-batching):
+	// this span is this reading's wait for its prediction.
+	pctx, span := tracing.Start(ctx, "predictor.predict", trace.WithSpanKind(trace.SpanKindClient))
+	pred, err := p.cfg.Model.Predict(pctx, predictor.Request{
 		PatientID: r.PatientID,
 		Features:  predictor.Features(obs, cur, s.NEWS2.Total, age),
 	})
 	if err != nil {
+		span.SetStatus(codes.Error, "no prediction: the rules decide alone")
+		span.End()
 		// The breaker logs state changes; one line per reading would flood
 		// the log during an outage.
 		return nil
 	}
+	span.End()
 	return &Model{Probability: pred.Probability, Version: pred.Version, Contributions: pred.Contributions}
 }
 
@@ -328,6 +346,8 @@ func (p *Pipeline) PublishAlert(ctx context.Context, alert Alert) {
 		p.cfg.Logger.Error("encode alert", "alert_id", alert.AlertID, "err", err)
 		return
 	}
+	ctx, span := tracing.Start(ctx, "bus.publish_alert")
+	defer span.End()
 	for _, room := range []string{bus.SiteRoom(alert.TrialID, alert.SiteID), bus.TrialRoom(alert.TrialID)} {
 		if _, err := p.pub.Publish(ctx, room, data); err != nil {
 			p.cfg.Logger.Error("publish alert", "alert_id", alert.AlertID, "room", room, "err", err)
