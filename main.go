@@ -39,6 +39,7 @@ commands:
   simulate   drive a running server with synthetic readings
   audit      verify the audit trail's hash chain
   trials     apply a trial's protocol and registry file (YAML); print a protocol
+  probe URL  exit 0 if GET URL answers 200 (container healthchecks without a shell)
   bench      load and latency benchmark: readings over HTTP to thousands of
              WebSocket sessions, against a bare Fiber baseline (docs/BENCHMARKS.md)
 
@@ -69,6 +70,8 @@ func main() {
 		err = trialsCmd(ctx, args, os.Stdout)
 	case "bench":
 		err = benchCmd(ctx, args, os.Stdout, os.Stderr)
+	case "probe":
+		err = probe(ctx, args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:

@@ -215,3 +215,19 @@ def test_bad_model_path_fails_clearly(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "cannot load model" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "want"),
+    [("server", 0), ("127.0.0.1:1", 1), (None, 2)],
+)
+def test_healthcheck_command(server: RunningServer, target: str | None, want: int) -> None:
+    from predictor import healthcheck
+
+    if target is None:
+        argv: list[str] = []
+    elif target == "server":
+        argv = [f"127.0.0.1:{server.port}"]
+    else:
+        argv = [target]
+    assert healthcheck.main(argv) == want

@@ -1,0 +1,36 @@
+"""Container healthcheck: exit 0 when the server at ADDR reports SERVING.
+
+Used by deploy/predictor.Dockerfile's HEALTHCHECK (the slim image has no
+grpc_health_probe); Kubernetes uses its native gRPC probe instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def serving(addr: str, timeout: float = 2.0) -> bool:
+    """Report whether the standard health service at addr says SERVING."""
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            resp = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def main(argv: list[str]) -> int:
+    """Run the check: 0 serving, 1 not, 2 for a usage error."""
+    if len(argv) != 1:
+        print("usage: python -m predictor.healthcheck HOST:PORT", file=sys.stderr)
+        return 2
+    return 0 if serving(argv[0]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
