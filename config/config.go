@@ -25,17 +25,23 @@ type Config struct {
 	PredictorTimeout   time.Duration `env:"VIGIL_PREDICTOR_TIMEOUT" envDefault:"50ms"`
 	PredictorBatch     int           `env:"VIGIL_PREDICTOR_BATCH" envDefault:"64"`
 	PredictorBatchWait time.Duration `env:"VIGIL_PREDICTOR_BATCH_WAIT" envDefault:"2ms"`
-	JWTSecret          string        `env:"VIGIL_JWT_SECRET"`
-	JWTPublicKeys      string        `env:"VIGIL_JWT_PUBLIC_KEYS"`
-	JWTIssuer          string        `env:"VIGIL_JWT_ISSUER" envDefault:"vigil"`
-	JWTAudience        string        `env:"VIGIL_JWT_AUDIENCE" envDefault:"vigil"`
-	AllowedOrigins     string        `env:"VIGIL_ALLOWED_ORIGINS"`
-	RatePerPatient     int           `env:"VIGIL_RATE_PER_PATIENT" envDefault:"60"`
-	RatePerIP          int           `env:"VIGIL_RATE_PER_IP" envDefault:"6000"`
-	ScoringWorkers     int           `env:"VIGIL_SCORING_WORKERS" envDefault:"1024"`
-	HistorySize        int           `env:"VIGIL_HISTORY_SIZE" envDefault:"1000"`
-	TrustProxy         bool          `env:"VIGIL_TRUST_PROXY"`
-	SweepInterval      time.Duration `env:"VIGIL_SWEEP_INTERVAL" envDefault:"30s"`
+	// PredictorTLSCA, when set, is a PEM file of the CA(s) that sign
+	// predictor-py's certificate: the connection is then TLS, verified, with
+	// PredictorTLSServerName as the expected name if set (else the address's
+	// host).
+	PredictorTLSCA         string        `env:"VIGIL_PREDICTOR_TLS_CA"`
+	PredictorTLSServerName string        `env:"VIGIL_PREDICTOR_TLS_SERVER_NAME"`
+	JWTSecret              string        `env:"VIGIL_JWT_SECRET"`
+	JWTPublicKeys          string        `env:"VIGIL_JWT_PUBLIC_KEYS"`
+	JWTIssuer              string        `env:"VIGIL_JWT_ISSUER" envDefault:"vigil"`
+	JWTAudience            string        `env:"VIGIL_JWT_AUDIENCE" envDefault:"vigil"`
+	AllowedOrigins         string        `env:"VIGIL_ALLOWED_ORIGINS"`
+	RatePerPatient         int           `env:"VIGIL_RATE_PER_PATIENT" envDefault:"60"`
+	RatePerIP              int           `env:"VIGIL_RATE_PER_IP" envDefault:"6000"`
+	ScoringWorkers         int           `env:"VIGIL_SCORING_WORKERS" envDefault:"1024"`
+	HistorySize            int           `env:"VIGIL_HISTORY_SIZE" envDefault:"1000"`
+	TrustProxy             bool          `env:"VIGIL_TRUST_PROXY"`
+	SweepInterval          time.Duration `env:"VIGIL_SWEEP_INTERVAL" envDefault:"30s"`
 	// DrainDelay is how long a node keeps serving after SIGTERM while
 	// /readyz says 503, so that load balancers stop sending it work before
 	// it stops listening; ShutdownTimeout bounds what follows (finishing
@@ -87,6 +93,8 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.PredictorAddr, "predictor-addr", c.PredictorAddr, "VIGIL_PREDICTOR_ADDR: gRPC address of predictor-py")
 	fs.DurationVar(&c.PredictorTimeout, "predictor-timeout", c.PredictorTimeout, "VIGIL_PREDICTOR_TIMEOUT: deadline of one prediction; past it the rules decide alone")
 	fs.IntVar(&c.PredictorBatch, "predictor-batch", c.PredictorBatch, "VIGIL_PREDICTOR_BATCH: most predictions per call; 1 = no micro-batching")
+	fs.StringVar(&c.PredictorTLSCA, "predictor-tls-ca", c.PredictorTLSCA, "VIGIL_PREDICTOR_TLS_CA: PEM file of the CA of predictor-py's certificate (TLS to the predictor; empty: plaintext)")
+	fs.StringVar(&c.PredictorTLSServerName, "predictor-tls-server-name", c.PredictorTLSServerName, "VIGIL_PREDICTOR_TLS_SERVER_NAME: the name predictor-py's certificate must carry (default: the address's host)")
 	fs.DurationVar(&c.PredictorBatchWait, "predictor-batch-wait", c.PredictorBatchWait, "VIGIL_PREDICTOR_BATCH_WAIT: longest a prediction waits to join a batch while calls are in flight")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "VIGIL_JWT_SECRET: HS256 secret")
 	fs.StringVar(&c.JWTPublicKeys, "jwt-public-keys", c.JWTPublicKeys, "VIGIL_JWT_PUBLIC_KEYS: PEM file of public keys")

@@ -2,10 +2,13 @@ package predictor
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"sync"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -45,7 +49,11 @@ type Config struct {
 	BreakerOpen     time.Duration
 	// ContributionsMax bounds the contributions asked for per prediction [5].
 	ContributionsMax int
-	Logger           *slog.Logger
+	// TLS, when set, is the connection's TLS configuration (predictor-py
+	// started with --tls-cert and --tls-key); nil connects in plaintext,
+	// for a predictor on the same host or behind a NetworkPolicy.
+	TLS    *tls.Config
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -142,8 +150,12 @@ type result struct {
 // predictor that is down at start only makes the first scores degraded.
 func New(cfg Config) (*Client, error) {
 	cfg.defaults()
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
 	conn, err := grpc.NewClient(cfg.Addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// A restarted predictor must be found again within seconds, not
 		// after gRPC's default two-minute backoff.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -438,4 +450,23 @@ func (c *Client) Close() error {
 		}
 	})
 	return c.closeErr
+}
+
+// TLSConfig returns the TLS configuration of a connection to predictor-py
+// that trusts the CA certificates in the PEM file caFile and expects
+// serverName (empty: the host of the address dialled), or nil for plaintext
+// when caFile is empty.
+func TLSConfig(caFile, serverName string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("predictor: TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("predictor: TLS CA: no certificate in %s", caFile)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
 }

@@ -100,8 +100,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	pcfg := scoring.PipelineConfig{Workers: cfg.ScoringWorkers, Logger: log, Profiles: cache}
 	var model *predictor.Client
 	if cfg.PredictorAddr != "" {
+		tlsCfg, err := predictor.TLSConfig(cfg.PredictorTLSCA, cfg.PredictorTLSServerName)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("server: %w", err)
+		}
 		model, err = predictor.New(predictor.Config{Addr: cfg.PredictorAddr, Timeout: cfg.PredictorTimeout,
-			BatchSize: cfg.PredictorBatch, BatchWait: cfg.PredictorBatchWait, Logger: log})
+			BatchSize: cfg.PredictorBatch, BatchWait: cfg.PredictorBatchWait, TLS: tlsCfg, Logger: log})
 		if err != nil {
 			st.Close()
 			return nil, fmt.Errorf("server: %w", err)

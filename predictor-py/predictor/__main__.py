@@ -44,6 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=8, help="RPC thread pool size")
     parser.add_argument(
+        "--tls-cert", type=Path, help="PEM certificate chain: serve TLS (with --tls-key)"
+    )
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument(
         "--grace", type=float, default=5.0, help="seconds in-flight RPCs get at shutdown"
     )
     return parser.parse_args(argv)
@@ -72,8 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("predictor: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    tls = None
     try:
-        running = start(model, args.addr, args.metrics_addr, args.delay_ms, args.workers)
+        if args.tls_cert is not None and args.tls_key is not None:
+            tls = (args.tls_key.read_bytes(), args.tls_cert.read_bytes())
+        running = start(model, args.addr, args.metrics_addr, args.delay_ms, args.workers, tls)
     except (OSError, ValueError) as err:
         print(f"predictor: {err}", file=sys.stderr)
         return 1

@@ -187,10 +187,12 @@ def start(
     metrics_addr: str = "",
     delay_ms: float = 0.0,
     workers: int = 8,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> RunningServer:
     """Starts the gRPC server (and the metrics endpoint unless ``metrics_addr`` is '').
 
-    Port 0 binds a free port; the bound ports are in the result.
+    Port 0 binds a free port; the bound ports are in the result. With ``tls``
+    (PEM private key, PEM certificate chain) the port serves TLS only.
 
     Raises:
         OSError: an address cannot be bound.
@@ -209,7 +211,10 @@ def start(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
-        port = server.add_insecure_port(addr)
+        if tls is None:
+            port = server.add_insecure_port(addr)
+        else:
+            port = server.add_secure_port(addr, grpc.ssl_server_credentials([tls]))
     except RuntimeError as err:
         raise OSError(f"cannot bind {addr}: {err}") from err
     if port == 0:

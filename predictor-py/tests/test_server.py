@@ -231,3 +231,11 @@ def test_healthcheck_command(server: RunningServer, target: str | None, want: in
     else:
         argv = [target]
     assert healthcheck.main(argv) == want
+
+
+def test_tls_flags_go_together(model_path: Path, tmp_path: Path) -> None:
+    from predictor.__main__ import main
+
+    cert = tmp_path / "cert.pem"
+    cert.write_text("unused")
+    assert main(["--model", str(model_path), "--addr", "127.0.0.1:0", "--tls-cert", str(cert)]) == 2
