@@ -170,6 +170,8 @@ func serve(ctx context.Context, args []string, demo bool) error {
 		return errors.Join(err, srv.Shutdown(sctx))
 	case <-ctx.Done():
 	}
+	// A second signal ends the process at once (the default handling).
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
 	// SIGTERM (Kubernetes, compose): stop being ready at once, keep serving
 	// for the drain delay while load balancers take the node out, then shut
 	// down: finish requests, close sessions 1001 (clients reconnect to

@@ -105,6 +105,10 @@ func (r *Retrier) Run(ctx context.Context) {
 	}
 }
 
+// Flush publishes what is waiting now, in order, until the broker refuses
+// one or ctx ends (a node shutting down tries once more).
+func (r *Retrier) Flush(ctx context.Context) { r.flush(ctx) }
+
 func (r *Retrier) flush(ctx context.Context) {
 	for {
 		r.mu.Lock()
@@ -117,6 +121,7 @@ func (r *Retrier) flush(ctx context.Context) {
 		if _, err := r.b.Publish(ctx, ev.room, ev.data); err != nil {
 			return
 		}
+		metrics.BusPublished.WithLabelValues("ok").Inc()
 		r.mu.Lock()
 		r.pending = r.pending[1:]
 		n := len(r.pending)

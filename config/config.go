@@ -68,6 +68,9 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof on its own listener, for
 	// profiling a running node; keep it on loopback.
 	PprofAddr string `env:"VIGIL_PPROF_ADDR"`
+	// MetricsAddr, when set, serves /metrics on its own listener (for
+	// Prometheus on the cluster network) and not on VIGIL_ADDR.
+	MetricsAddr string `env:"VIGIL_METRICS_ADDR"`
 }
 
 // Load reads the environment, then args as flags overriding it.
@@ -120,6 +123,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "VIGIL_OTLP_ENDPOINT: OTLP/gRPC collector for traces (host:port; empty: tracing off)")
 	fs.BoolVar(&c.OTLPInsecure, "otlp-insecure", c.OTLPInsecure, "VIGIL_OTLP_INSECURE: send traces without TLS")
 	fs.Float64Var(&c.TraceRatio, "trace-ratio", c.TraceRatio, "VIGIL_TRACE_RATIO: share of new traces sampled (a client's sampled traceparent is always followed)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "VIGIL_METRICS_ADDR: serve /metrics here instead of on the public address (empty: on VIGIL_ADDR)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", c.PprofAddr, "VIGIL_PPROF_ADDR: serve net/http/pprof here (loopback; empty: off)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "VIGIL_PUBLIC_URL: the board's URL, for links in notifications")
 }

@@ -64,7 +64,8 @@ func TestComposeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"server vigil-1:8080", "server vigil-2:8080", "proxy_set_header Upgrade $http_upgrade",
-		"proxy_set_header Connection $connection_upgrade", "proxy_read_timeout 1h"} {
+		"proxy_set_header Connection $connection_upgrade", "proxy_read_timeout 1h",
+		"client_max_body_size 5m;", "proxy_set_header X-Forwarded-For $remote_addr;", "location = /metrics {"} {
 		if !strings.Contains(string(conf), want) {
 			t.Errorf("nginx.conf lacks %q", want)
 		}

@@ -140,3 +140,56 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 }
+
+// TestScrapeAndAdapterConfig: the scrape job is named as the rules expect
+// and labels namespace and pod, which the adapter rule that feeds the HPA
+// needs; the adapter exposes the metric the HPA asks for.
+func TestScrapeAndAdapterConfig(t *testing.T) {
+	var scrape struct {
+		ScrapeConfigs []struct {
+			JobName        string `yaml:"job_name"`
+			RelabelConfigs []struct {
+				TargetLabel string `yaml:"target_label"`
+			} `yaml:"relabel_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	b, err := os.ReadFile("prometheus/scrape.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &scrape); err != nil || len(scrape.ScrapeConfigs) != 1 || scrape.ScrapeConfigs[0].JobName != "vigil" {
+		t.Fatalf("scrape.yaml: %v %+v", err, scrape)
+	}
+	targets := map[string]bool{}
+	for _, r := range scrape.ScrapeConfigs[0].RelabelConfigs {
+		targets[r.TargetLabel] = true
+	}
+	if !targets["namespace"] || !targets["pod"] {
+		t.Errorf("the scrape job must label namespace and pod: %v", targets)
+	}
+	var adapter struct {
+		Rules []struct {
+			SeriesQuery string `yaml:"seriesQuery"`
+			Name        struct {
+				As string `yaml:"as"`
+			} `yaml:"name"`
+		} `yaml:"rules"`
+	}
+	if b, err = os.ReadFile("prometheus/adapter-rules.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &adapter); err != nil || len(adapter.Rules) == 0 {
+		t.Fatalf("adapter-rules.yaml: %v", err)
+	}
+	hpa, err := os.ReadFile("k8s/base/vigil-hpa.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := registered(t)
+	for _, r := range adapter.Rules {
+		checkExpr(t, names, "adapter rule", r.SeriesQuery)
+		if !strings.Contains(string(hpa), "name: "+r.Name.As) {
+			t.Errorf("the HPA does not use the adapter's metric %s", r.Name.As)
+		}
+	}
+}

@@ -7,7 +7,14 @@ WORKDIR /app
 COPY predictor-py/requirements.txt .
 RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir -r requirements.txt
 COPY predictor-py/ .
-RUN /venv/bin/python -m predictor.train --out model --card /tmp/MODEL_CARD.md
+# The gRPC stubs are generated, not committed (as `make stubs` does), then
+# the model is trained, and the server must import before the image is kept.
+RUN mkdir -p predictor/_pb \
+ && /venv/bin/python -m grpc_tools.protoc --proto_path=predictor/_pb=proto \
+      --python_out=. --pyi_out=. --grpc_python_out=. proto/prediction.proto \
+ && touch predictor/_pb/__init__.py \
+ && /venv/bin/python -m predictor.train --out model --card /tmp/MODEL_CARD.md \
+ && /venv/bin/python -c "import predictor.server, predictor.healthcheck"
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home predictor

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -227,6 +228,9 @@ func (a *API) accept(ctx context.Context, claims *auth.Claims, body []byte) outc
 	res, err := a.cfg.Store.InsertReading(sctx, store.NewReading{
 		Reading: r, ReceivedAt: now.UTC(), Payload: payload, ContentHash: reading.ContentHash(r),
 	})
+	if err != nil {
+		span.SetStatus(codes.Error, "store failed")
+	}
 	span.End()
 	trc := trace.SpanContextFromContext(ctx)
 	if err != nil {

@@ -13,8 +13,9 @@ import (
 )
 
 // TestDrainMovesBoardsWithoutLoss: SIGTERM, as Kubernetes sends it, turns a
-// node's /readyz to 503 at once while it keeps serving for its drain delay;
-// then it closes its sessions 1001 and exits 0 within its shutdown timeout.
+// node's /readyz to 503 at once while it keeps serving (readings too) for
+// its drain delay; then it scores what it admitted, closes its sessions 1001
+// and exits 0 within its shutdown timeout.
 // A board on it that reconnects to another node with since and epoch ends
 // with every reading's score exactly once, in offset order, while readings
 // keep arriving the whole time.
@@ -106,6 +107,19 @@ func TestDrainMovesBoardsWithoutLoss(t *testing.T) {
 			t.Fatalf("/readyz %v after SIGTERM: %d %v, want 503 draining", time.Since(term), resp.StatusCode, ready)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The draining node still takes readings during its delay (the load
+	// balancer may not have taken it out yet); each must be stored and
+	// scored, and reach the board on one node or the other.
+	for i := range 5 {
+		id, status, err := post(t, a, fmt.Sprintf("P46%02d", i), vitalsOK())
+		if err != nil || status != http.StatusAccepted {
+			t.Fatalf("POST to the draining node during its delay: %d %v", status, err)
+		}
+		mu.Lock()
+		accepted = append(accepted, id)
+		mu.Unlock()
 	}
 
 	// The board keeps getting events on the draining node until it is closed.

@@ -156,6 +156,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	conn, err := grpc.NewClient(cfg.Addr,
 		grpc.WithTransportCredentials(creds),
+		// With a dns:/// address that resolves to every predictor pod (a
+		// headless Service), calls are spread over them all.
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		// A restarted predictor must be found again within seconds, not
 		// after gRPC's default two-minute backoff.
 		grpc.WithConnectParams(grpc.ConnectParams{

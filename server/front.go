@@ -32,6 +32,7 @@ func hijackWS(h *hub.Hub, c *fiber.Ctx) error {
 		return fiber.NewError(fiber.StatusBadRequest, "malformed upgrade request")
 	}
 	req.RemoteAddr = c.Context().RemoteAddr().String()
+	c.Status(fiber.StatusSwitchingProtocols) // for the request metrics; nothing is written
 	ctx := c.Context()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(conn net.Conn) {

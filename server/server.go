@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ import (
 
 // Server is one running node.
 type Server struct {
+	metricsHTTP *http.Server // VIGIL_METRICS_ADDR's, if set
 	// draining is set by Drain: /readyz answers 503 from then on.
 	draining atomic.Bool
 	cfg      config.Config
@@ -149,11 +151,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	})
 	// The hub serves /ws on the socket Fiber hands over and closes it itself.
 	s.app.Server().KeepHijackedConns = true
-	s.app.Use(recover.New())
+	// Metrics outside recover, so that a panic is counted as the 500 it is.
 	s.app.Use(httpMetrics)
+	s.app.Use(recover.New())
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	s.app.Get("/readyz", s.ready)
-	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})))
+	if cfg.MetricsAddr == "" {
+		s.app.Get("/metrics", adaptor.HTTPHandler(metricsHandler()))
+	} else {
+		// Served on VIGIL_METRICS_ADDR only (Serve), not to the public.
+		s.app.Get("/metrics", func(c *fiber.Ctx) error {
+			return problem.Send(c, problem.NotFound("metrics are served on another port"), 0)
+		})
+	}
 	ingest.New(ingest.Config{
 		Verifier:   verifier,
 		Store:      st,
@@ -370,8 +380,28 @@ func (s *Server) saveOffsets(ctx context.Context) {
 	}
 }
 
+func metricsHandler() http.Handler {
+	return promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})
+}
+
 // Serve serves on ln until Shutdown; it returns nil after a clean shutdown.
+// With VIGIL_METRICS_ADDR it also serves /metrics there.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("server: metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler())
+		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		s.log.Info("metrics listening", "addr", mln.Addr().String())
+		go func() {
+			if err := s.metricsHTTP.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics listener stopped", "err", err)
+			}
+		}()
+	}
 	bg, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	// Work that must happen once per cluster runs under a lease (always
@@ -473,11 +503,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.stop()
 		s.bg.Wait()
 	}
+	// Scoring first, with the most of the deadline: it is what makes every
+	// acknowledged reading scored. Its events still reach the sessions,
+	// which are closed only then; whatever the bus refused is tried once
+	// more before the bus goes.
+	if err := s.pipeline.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	s.retrier.Flush(ctx)
 	if err := s.hub.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("hub: %w", err))
 	}
-	if err := s.pipeline.Close(ctx); err != nil {
-		errs = append(errs, err)
+	if s.metricsHTTP != nil {
+		_ = s.metricsHTTP.Shutdown(ctx)
 	}
 	if s.model != nil {
 		if err := s.model.Close(); err != nil {

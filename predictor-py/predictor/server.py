@@ -203,7 +203,13 @@ def start(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
         # Without this, grpc sets SO_REUSEPORT and a second server could bind
         # a port that is already serving.
-        options=[("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            # Clients re-resolve when a connection ends: a predictor added by
+            # the autoscaler gets calls within a minute.
+            ("grpc.max_connection_age_ms", 60_000),
+            ("grpc.max_connection_age_grace_ms", 10_000),
+        ],
     )
     pb_grpc.add_RiskPredictorServicer_to_server(
         RiskPredictorServicer(model, metrics, delay_ms / 1000.0), server
