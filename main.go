@@ -93,8 +93,15 @@ func newLogger() *slog.Logger {
 	return slog.New(tracing.LogHandler{Handler: slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})})
 }
 
-// version is the build's VCS revision, for traces.
+// buildVersion is set at link time by deploy/Dockerfile (-X main.buildVersion),
+// where the VCS information is not in the build context.
+var buildVersion string
+
+// version is the build's version or VCS revision, for traces.
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -94,6 +95,28 @@ func TestTLS(t *testing.T) {
 				t.Errorf("probability %v", p.Probability)
 			}
 		})
+	}
+	// The container healthcheck speaks TLS with the CA, and fails without.
+	python := filepath.Join(predictortest.Dir(), ".venv", "bin", "python")
+	for _, hc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{srv.Addr, "--tls-ca", ca}, 0},
+		{[]string{srv.Addr}, 1},
+	} {
+		cmd := exec.Command(python, append([]string{"-m", "predictor.healthcheck"}, hc.args...)...)
+		cmd.Dir = predictortest.Dir()
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != hc.want {
+			t.Errorf("healthcheck %v: exit %d, want %d", hc.args, code, hc.want)
+		}
 	}
 	if _, err := predictor.TLSConfig(filepath.Join(dir, "missing.pem"), ""); err == nil {
 		t.Error("TLSConfig with a missing CA file: no error")
