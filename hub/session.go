@@ -29,7 +29,7 @@ type session struct {
 	h    *Hub
 	id   uint64
 	conn *websocket.Conn
-	fw   *frameWriter // nil when conn does not write through one (tests)
+	fw   *frameWriter // every frame to conn goes through it
 
 	// writerDone is closed when the close frame has been sent; it is made
 	// when the session starts closing, as channels cost an idle session.
@@ -216,7 +216,7 @@ func (sub *subscription) deliver(offset uint64, frame []byte) bool {
 		// Already sent: a bus may redeliver after a reconnect.
 		return false
 	}
-	if !s.writing && len(s.queue) == 0 && s.fw != nil {
+	if !s.writing && len(s.queue) == 0 {
 		// Nothing is ahead of this frame: write it now if the socket takes
 		// it without waiting, and spare the session a writer goroutine.
 		switch s.fw.tryWrite(frame) {
@@ -252,7 +252,7 @@ func (s *session) writeFrames() {
 			return // writing stays set: nothing writes after the close frame
 		}
 		frames := s.queue
-		if len(frames) == 0 && (s.fw == nil || !s.fw.pending()) {
+		if len(frames) == 0 && !s.fw.pending() {
 			s.writing = false
 			s.mu.Unlock()
 			return
@@ -284,30 +284,19 @@ func (s *session) writeFrames() {
 // and the close frame, and the frame writer keeps the two from interleaving.
 // The socket's write deadline bounds the write: no timer per message.
 func (s *session) writeBatch(frames [][]byte) error {
-	if s.fw != nil {
-		if done, err := s.fw.writePrepared(frames); done {
-			return err
-		}
-		// A control frame is half-written: queue behind it in
-		// coder/websocket's writer, batched into one write still.
-		s.fw.begin()
-		for _, f := range frames {
-			if err := s.conn.Write(context.Background(), websocket.MessageText, framePayload(f)); err != nil {
-				s.fw.end()
-				return err
-			}
-		}
-		return s.fw.end()
+	if done, err := s.fw.writePrepared(frames); done {
+		return err
 	}
+	// A control frame is half-written: queue behind it in coder/websocket's
+	// writer, batched into one write still.
+	s.fw.begin()
 	for _, f := range frames {
-		ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.WriteTimeout)
-		err := s.conn.Write(ctx, websocket.MessageText, framePayload(f))
-		cancel()
-		if err != nil {
+		if err := s.conn.Write(context.Background(), websocket.MessageText, framePayload(f)); err != nil {
+			s.fw.end()
 			return err
 		}
 	}
-	return nil
+	return s.fw.end()
 }
 
 // finish sends the close frame and waits for the client's.

@@ -23,11 +23,15 @@ import (
 
 const benchSecret = "bench-secret-bench-secret-bench-secret"
 
-// startNode runs a real node on a loopback port with a temporary database.
-func startNode(tb testing.TB) string {
+// startNode runs a real node on a loopback port with a temporary database;
+// opts adjust its configuration.
+func startNode(tb testing.TB, opts ...func(*config.Config)) string {
 	tb.Helper()
 	cfg := config.Config{Addr: "127.0.0.1:0", DB: "sqlite://" + filepath.Join(tb.TempDir(), "v.db"),
 		JWTSecret: benchSecret, JWTIssuer: "vigil", JWTAudience: "vigil", ScoringWorkers: 4096, HistorySize: 100}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		tb.Fatal(err)

@@ -1,18 +1,14 @@
 package server_test
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"vigil/config"
-	"vigil/server"
 )
 
 // TestMetricsOnTheirOwnAddress: with VIGIL_METRICS_ADDR, /metrics is served
@@ -24,22 +20,7 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	}
 	maddr := free.Addr().String()
 	free.Close()
-	cfg := config.Config{Addr: "127.0.0.1:0", DB: "sqlite://" + filepath.Join(t.TempDir(), "v.db"), MetricsAddr: maddr,
-		JWTSecret: benchSecret, JWTIssuer: "vigil", JWTAudience: "vigil", ScoringWorkers: 16, HistorySize: 100}
-	srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	base := startNode(t, func(c *config.Config) { c.MetricsAddr = maddr })
 	get := func(url string) (int, string) {
 		for deadline := time.Now().Add(5 * time.Second); ; {
 			resp, err := http.Get(url)
@@ -57,7 +38,7 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	if code, body := get("http://" + maddr + "/metrics"); code != 200 || !strings.Contains(body, "vigil_hub_sessions") {
 		t.Errorf("metrics address: %d", code)
 	}
-	if code, _ := get("http://" + ln.Addr().String() + "/metrics"); code != 404 {
+	if code, _ := get(base + "/metrics"); code != 404 {
 		t.Errorf("public /metrics: %d, want 404", code)
 	}
 }
