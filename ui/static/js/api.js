@@ -10,10 +10,22 @@ export class ApiError extends Error {
 }
 
 export async function getJSON(path, token, signal) {
+  return request('GET', path, token, undefined, signal);
+}
+
+export async function postJSON(path, token, body, signal) {
+  return request('POST', path, token, body, signal);
+}
+
+async function request(method, path, token, body, signal) {
   let res;
+  const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
   try {
     res = await fetch(path, {
-      headers: { Accept: 'application/json', Authorization: `Bearer ${token}` },
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
       signal,
     });
@@ -21,17 +33,17 @@ export async function getJSON(path, token, signal) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError(0, { title: 'Server unreachable', detail: e.message });
   }
-  let body = null;
+  let reply = null;
   const type = res.headers.get('Content-Type') || '';
   if (type.includes('json')) {
     try {
-      body = await res.json();
+      reply = await res.json();
     } catch {
-      body = null;
+      reply = null;
     }
   }
-  if (!res.ok) throw new ApiError(res.status, body);
-  return body;
+  if (!res.ok) throw new ApiError(res.status, reply);
+  return reply;
 }
 
 const enc = encodeURIComponent;
@@ -64,4 +76,61 @@ export async function fetchAlerts({ trial, site }, token, signal) {
     }
   }
   return all;
+}
+
+// fetchPatientAlerts lists one patient's alerts of every status, newest
+// change first.
+export async function fetchPatientAlerts({ trial, site, patient }, token, signal) {
+  const all = [];
+  let after = '';
+  for (;;) {
+    const q = new URLSearchParams({ trial, site, patient, limit: String(PAGE) });
+    if (after) q.set('after', after);
+    const b = await getJSON(`/v1/alerts?${q}`, token, signal);
+    if (Array.isArray(b?.alerts)) all.push(...b.alerts);
+    if (!b?.next) break;
+    after = b.next;
+  }
+  return all;
+}
+
+// fetchReadings returns a patient's readings measured since sinceISO,
+// oldest first, following "next" up to max readings.
+export async function fetchReadings({ trial, site, patient }, sinceISO, token, signal, max = 20000) {
+  const out = [];
+  let since = sinceISO || '';
+  for (;;) {
+    const q = new URLSearchParams({ limit: '1000' });
+    if (since) q.set('since', since);
+    const b = await getJSON(`/v1/trials/${enc(trial)}/sites/${enc(site)}/patients/${enc(patient)}/readings?${q}`, token, signal);
+    if (Array.isArray(b?.readings)) out.push(...b.readings);
+    if (!b?.next || out.length >= max) return { readings: out, truncated: !!b?.next };
+    since = b.next;
+  }
+}
+
+export function fetchAudit(alertId, token, signal) {
+  return getJSON(`/v1/audit?${new URLSearchParams({ alert_id: alertId })}`, token, signal).then((b) =>
+    Array.isArray(b?.records) ? b.records : [],
+  );
+}
+
+export function fetchTrends({ trial, site }, token, signal, hours = 24) {
+  return getJSON(`/v1/trials/${enc(trial)}/sites/${enc(site)}/trends?hours=${hours}`, token, signal);
+}
+
+export function fetchOverview(trial, token, signal) {
+  return getJSON(`/v1/trials/${enc(trial)}/overview`, token, signal);
+}
+
+export function fetchProtocol(trial, token, signal) {
+  return getJSON(`/v1/trials/${enc(trial)}`, token, signal);
+}
+
+// ACTIONS are the alert actions and their endpoints (docs/api.md "Alert
+// lifecycle").
+export const ACTIONS = { ack: 'ack', escalate: 'escalate', resolve: 'resolve', possible_sae: 'possible-sae' };
+
+export function alertAction(alertId, action, body, token, signal) {
+  return postJSON(`/v1/alerts/${enc(alertId)}/${ACTIONS[action]}`, token, body, signal);
 }

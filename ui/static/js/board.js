@@ -1,161 +1,336 @@
-// The board's views for one site: the patients table and the alert feed.
+// The site board: every patient of one site in one dense table, highest risk
+// first, with the site's open alerts beside it. Rows update in place; while
+// the reader points at or scrolls the table, or has focus in it, the order
+// holds still and a button offers to re-sort, so a row never moves out from
+// under the reader.
+//
 // Test hooks: table#patients, rows [data-patient], cells [data-field] with
-// [data-value]; list#alerts, items [data-alert-id].
+// [data-value]; ol#alerts, items [data-alert-id]; #resort.
 
+import { Component } from 'preact';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { fetchProtocol, fetchTrends } from './api.js';
 import { html } from './html.js';
+import { t, tn } from './i18n.js';
+import { href } from './router.js';
+import { RISKS, sortedAlerts, sortedPatients, stableOrder, riskCounts } from './state.js';
+import { useSite } from './store.js';
 import {
-  CONSCIOUSNESS,
-  PARAM_LABEL,
-  RISK_LABEL,
-  STATUS_LABEL,
-  exactTime,
-  featureLabel,
+  consciousnessLabel,
+  duration,
+  modelHint,
   news2Breakdown,
   num,
+  paramLabel,
+  percent,
   reasonLabel,
-  relTime,
 } from './format.js';
+import { AlertActions, SaeClock } from './actions.js';
+import { RiskBadge, StatusBadge, Time, useNow } from './ui.js';
 
-function Time({ iso, now }) {
-  if (!iso) return html`<span class="muted">—</span>`;
-  return html`<time datetime=${iso} title=${exactTime(iso)}>${relTime(iso, now)}</time>`;
+const TREND_REFRESH_MS = 5 * 60_000;
+const DEFAULT_OVERDUE_S = 3 * 3600;
+
+// Sparkline draws a series (nulls are gaps) as an inline SVG line.
+export function Sparkline({ values, label }) {
+  if (!Array.isArray(values) || values.filter((v) => v != null).length < 2) return null;
+  const nums = values.filter((v) => v != null);
+  let lo = Math.min(...nums);
+  let hi = Math.max(...nums);
+  if (hi - lo < 1e-9) {
+    lo -= 1;
+    hi += 1;
+  }
+  const w = 56;
+  const h = 14;
+  const step = w / (values.length - 1);
+  let d = '';
+  let pen = false;
+  values.forEach((v, i) => {
+    if (v == null) {
+      pen = false;
+      return;
+    }
+    const x = (i * step).toFixed(1);
+    const y = (h - 1 - ((v - lo) / (hi - lo)) * (h - 2)).toFixed(1);
+    d += `${pen ? 'L' : 'M'}${x} ${y}`;
+    pen = true;
+  });
+  return html`<svg class="spark" viewBox=${`0 0 ${w} ${h}`} width=${w} height=${h} role="img" aria-label=${label}><path d=${d} /></svg>`;
 }
 
-export function RiskBadge({ risk }) {
-  if (!risk) return html`<span class="badge risk-pending">Scoring…</span>`;
-  return html`<span class="badge risk-${risk}">${RISK_LABEL[risk] || risk}</span>`;
-}
-
-// A vital's cell, shaded by its NEWS2 sub-score (0–3) as on the RCP chart.
-function Vital({ field, param, value, score, stale, title, children }) {
+// A vital's cell, shaded by its NEWS2 sub-score (0–3) as on the RCP chart;
+// the sub-score is also written out, so colour never carries it alone.
+function Vital({ field, param, value, score, stale, trend, children }) {
   const s = !stale && score && param in (score.news2?.parameters || {}) ? score.news2.parameters[param] : null;
   const cls = ['vital', s ? `p${Math.min(3, s)}` : '', stale ? 'stale' : ''].filter(Boolean).join(' ');
-  const hint = [title, s != null ? `${PARAM_LABEL[param]}: NEWS2 +${s}` : '', stale ? 'From an earlier reading; updating…' : '']
-    .filter(Boolean)
-    .join('\n');
-  return html`<td class=${cls} data-field=${field} data-value=${value ?? ''} title=${hint || undefined}>
-    ${children ?? (value == null ? html`<span class="muted">—</span>` : value)}
+  const hint = [s != null ? `${paramLabel(param)}: NEWS2 +${s}` : '', stale ? t('site.staleVitals') : ''].filter(Boolean).join('\n');
+  return html`<td class=${cls} data-field=${field} data-value=${value ?? ''} data-subscore=${s ?? ''} title=${hint || undefined}>
+    <span class="v">${children ?? (value == null ? html`<span class="muted">—</span>` : value)}${s ? html`<sup class="sub">+${s}</sup>` : null}</span>
+    ${trend ? html`<${Sparkline} values=${trend} label=${t('site.trend24', { v: paramLabel(param) })} />` : null}
   </td>`;
 }
 
-// modelHint explains a model probability: what it is, which model, and the
-// inputs that pushed it up most.
-function modelHint(m) {
-  const lines = [`Model ${m.version || ''}: probability of a serious adverse event in the next 24 h`];
-  const top = (m.contributions || []).slice(0, 5);
-  if (top.length) {
-    lines.push('Raised most by:');
-    for (const c of top) {
-      const push = Number(c.logit);
-      lines.push(`  ${featureLabel(c.feature)}${c.imputed ? ' (not measured; assumed typical)' : ` = ${+Number(c.value).toFixed(2)}`}  (${push >= 0 ? '+' : '−'}${Math.abs(push).toFixed(2)} log-odds)`);
-    }
+class PatientRow extends Component {
+  shouldComponentUpdate(n) {
+    const p = this.props;
+    return n.row !== p.row || n.flash !== p.flash || n.alert !== p.alert || n.trend !== p.trend || n.now !== p.now || n.overdueS !== p.overdueS || n.lang !== p.lang;
   }
-  return lines.join('\n');
+
+  render({ row, now, flash, alert, trend, overdueS, site }) {
+    const score = row.score;
+    const stale = row.vitalsFor !== row.reading_id;
+    const v = row.vitals || {};
+    const spo2 = num(v.spo2);
+    const scale = score?.news2?.spo2_scale || v.spo2_scale;
+    const bp = v.systolic_bp != null ? `${num(v.systolic_bp)}/${v.diastolic_bp != null ? num(v.diastolic_bp) : '—'}` : null;
+    const o2 = v.on_oxygen == null ? null : v.on_oxygen ? t('o2.oxygen') : t('o2.air');
+    const acvpu = v.consciousness ? consciousnessLabel(v.consciousness) : null;
+    const news2 = score?.news2;
+    const silentS = (now - Date.parse(row.measured_at)) / 1000;
+    const overdue = Number.isFinite(silentS) && silentS > overdueS;
+    const tr = trend || {};
+    const flashCls = flash ? (flash % 2 ? 'flash-a' : 'flash-b') : '';
+    return html`<tr data-patient=${row.patient_id} data-risk=${score?.risk || 'pending'} class=${[flashCls, overdue ? 'overdue' : ''].join(' ').trim() || undefined}>
+      <th scope="row" data-field="patient" data-value=${row.patient_id}>
+        <a href=${href({ view: 'patient', trial: site.trial, site: site.site, patient: row.patient_id })}>${row.patient_id}</a>
+        ${alert
+          ? html` <span class=${`flag risk-${alert.severity}`} data-field="alert" data-value=${alert.severity}
+              title=${`${t(`status.${alert.status}`)} · ${(alert.reasons || []).map(reasonLabel).join(', ')}`}>${t('site.alertFlag', { severity: t(`risk.${alert.severity}`) })}</span>`
+          : null}
+        ${score && score.registered === false
+          ? html` <span class="unreg" data-field="unregistered" title=${t('common.unregisteredTitle')}>${t('common.unregistered')}</span>`
+          : null}
+      </th>
+      <td data-field="measured_at" data-value=${row.measured_at} class=${overdue ? 'late' : undefined}>
+        <${Time} iso=${row.measured_at} now=${now} />
+        ${overdue ? html` <span class="tag late-tag" data-field="overdue">${t('site.overdue')}</span>` : null}
+      </td>
+      <${Vital} field="rr" param="respiratory_rate" value=${num(v.respiratory_rate)} score=${score} stale=${stale} trend=${tr.respiratory_rate} />
+      <${Vital} field="spo2" param="spo2" value=${spo2} score=${score} stale=${stale} trend=${tr.spo2}>
+        ${spo2 == null
+          ? html`<span class="muted">—</span>`
+          : html`${spo2}${scale === 2 ? html` <span class="tag" title=${t('site.scale2')}>S2</span>` : null}`}
+      <//>
+      <${Vital} field="o2" param="on_oxygen" value=${o2} score=${score} stale=${stale} />
+      <${Vital} field="bp" param="systolic_bp" value=${bp} score=${score} stale=${stale} trend=${tr.systolic_bp} />
+      <${Vital} field="hr" param="heart_rate" value=${num(v.heart_rate)} score=${score} stale=${stale} trend=${tr.heart_rate} />
+      <${Vital} field="consciousness" param="consciousness" value=${acvpu} score=${score} stale=${stale} />
+      <${Vital} field="temp" param="temperature" value=${num(v.temperature, 1)} score=${score} stale=${stale} trend=${tr.temperature} />
+      <td class="news2" data-field="news2" data-value=${news2 ? news2.total : ''} title=${news2Breakdown(news2) || undefined}>
+        ${news2
+          ? html`<span class=${`total band-${news2.band}`}>${news2.total}</span>${news2.partial
+              ? html` <span class="tag partial" data-field="partial" title=${t('news2.partialTitle', { missing: (news2.missing || []).map(paramLabel).join(', ') || t('news2.someParams') })}>${t('news2.partial')}</span>`
+              : null}`
+          : html`<span class="muted">…</span>`}
+        ${tr.news2 ? html`<${Sparkline} values=${tr.news2} label=${t('site.trend24', { v: 'NEWS2' })} />` : null}
+      </td>
+      <td data-field="risk" data-value=${score?.risk || ''}>
+        <${RiskBadge} risk=${score?.risk} />
+        ${score?.degraded ? html` <span class="tag" data-field="degraded" title=${t('model.rulesOnlyTitle')}>${t('model.rulesOnly')}</span>` : null}
+      </td>
+      <td data-field="model" data-value=${score?.model ? score.model.probability : ''} class="model">
+        ${score?.model ? html`<span title=${modelHint(score.model)}>${percent(score.model.probability)}</span>` : html`<span class="muted">—</span>`}
+      </td>
+    </tr>`;
+  }
 }
 
-// percent shows a probability without claiming certainty: 0.9996 is ">99%",
-// not "100%".
-function percent(p) {
-  if (p > 0.99) return '>99%';
-  if (p > 0 && p < 0.01) return '<1%';
-  return `${Math.round(p * 100)}%`;
+const COLUMNS = [
+  ['patient', 'site.col.patient', null],
+  ['measured_at', 'site.col.measured', null],
+  [null, 'site.col.rr', 'respiratory_rate'],
+  [null, 'site.col.spo2', 'spo2'],
+  [null, 'site.col.o2', null],
+  [null, 'site.col.bp', 'systolic_bp'],
+  [null, 'site.col.hr', 'heart_rate'],
+  [null, 'site.col.acvpu', null],
+  [null, 'site.col.temp', 'temperature'],
+  ['news2', 'site.col.news2', null],
+  ['risk', 'site.col.risk', null],
+  ['model', 'site.col.model', null],
+];
+
+function SortHeader({ col, label, unit, sort, setSort }) {
+  const abbr = html`<abbr title=${t(`${label}.title`)}>${t(label)}</abbr>${unit ? html`<span class="unit">${t(`unit.${unit}`)}</span>` : null}`;
+  const numeric = col === null || col === 'news2' || col === 'model';
+  if (!col) return html`<th scope="col" class=${numeric ? 'vital' : undefined}>${abbr}</th>`;
+  const active = sort.key === col;
+  const ariaSort = active ? (sort.desc ? 'ascending' : 'descending') : undefined;
+  return html`<th scope="col" aria-sort=${ariaSort} class=${col === 'news2' ? 'news2' : undefined}>
+    <button type="button" class="sort" data-sort=${col} onClick=${() => setSort(active ? { key: col, desc: !sort.desc } : { key: col, desc: false })}>
+      ${abbr}<span class="sort-mark" aria-hidden="true">${active ? (sort.desc ? '▲' : '▼') : ''}</span>
+    </button>
+  </th>`;
 }
 
-function PatientRow({ row, now, flash, alert }) {
-  const score = row.score;
-  const stale = row.vitalsFor !== row.reading_id;
-  const v = row.vitals || {};
-  const spo2 = num(v.spo2);
-  const scale = score?.news2?.spo2_scale || v.spo2_scale;
-  const bp = v.systolic_bp != null ? `${num(v.systolic_bp)}/${v.diastolic_bp != null ? num(v.diastolic_bp) : '—'}` : null;
-  const o2 = v.on_oxygen == null ? null : v.on_oxygen ? 'O₂' : 'Air';
-  const acvpu = v.consciousness ? CONSCIOUSNESS[v.consciousness] || v.consciousness : null;
-  const news2 = score?.news2;
-  const flashCls = flash ? (flash % 2 ? 'flash-a' : 'flash-b') : '';
-  return html`<tr data-patient=${row.patient_id} data-risk=${score?.risk || 'pending'} class=${flashCls}>
-    <th scope="row" data-field="patient" data-value=${row.patient_id}>
-      ${row.patient_id}
-      ${alert
-        ? html` <span class="flag risk-${alert.severity}" data-field="alert" data-value=${alert.severity}
-            title=${`${STATUS_LABEL[alert.status] || alert.status} ${alert.severity} alert: ${(alert.reasons || []).map(reasonLabel).join(', ')}`}>alert</span>`
-        : null}
-      ${score && score.registered === false ? html` <span class="unreg" title="No registry record: scored with default settings">unregistered</span>` : null}
-    </th>
-    <td data-field="measured_at" data-value=${row.measured_at}><${Time} iso=${row.measured_at} now=${now} /></td>
-    <${Vital} field="rr" param="respiratory_rate" value=${num(v.respiratory_rate)} score=${score} stale=${stale} />
-    <${Vital} field="spo2" param="spo2" value=${spo2} score=${score} stale=${stale}>
-      ${spo2 == null
-        ? html`<span class="muted">—</span>`
-        : html`${spo2}${scale === 2 ? html` <span class="tag" title="SpO₂ scale 2 (hypercapnic respiratory failure)">S2</span>` : null}`}
-    <//>
-    <${Vital} field="o2" param="on_oxygen" value=${o2} score=${score} stale=${stale} />
-    <${Vital} field="bp" param="systolic_bp" value=${bp} score=${score} stale=${stale} />
-    <${Vital} field="hr" param="heart_rate" value=${num(v.heart_rate)} score=${score} stale=${stale} />
-    <${Vital} field="consciousness" param="consciousness" value=${acvpu} score=${score} stale=${stale} />
-    <${Vital} field="temp" param="temperature" value=${num(v.temperature, 1)} score=${score} stale=${stale} />
-    <td class="news2" data-field="news2" data-value=${news2 ? news2.total : ''} title=${news2Breakdown(news2) || undefined}>
-      ${news2
-        ? html`<span class="total band-${news2.band}">${news2.total}</span>${news2.partial
-            ? html` <span class="tag partial" data-field="partial" title=${`Partial: not measured — ${(news2.missing || []).map((m) => PARAM_LABEL[m] || m).join(', ') || 'some parameters'}`}>partial</span>`
-            : null}`
-        : html`<span class="muted">…</span>`}
-    </td>
-    <td data-field="risk" data-value=${score?.risk || ''}>
-      <${RiskBadge} risk=${score?.risk} />
-      ${score?.degraded ? html` <span class="tag" data-field="degraded" title="The model was unavailable: rules decided alone">rules only</span>` : null}
-      ${score?.model
-        ? html` <span class="model" data-field="model" data-value=${score.model.probability} title=${modelHint(score.model)}>${percent(score.model.probability)}</span>`
-        : null}
-    </td>
-  </tr>`;
+// useHolding reports whether the reader is in the table: pointer over it,
+// focus in it, or scrolled down.
+function useHolding(ref) {
+  const [holding, setHolding] = useState(false);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return undefined;
+    let over = false;
+    let focus = false;
+    const update = () => setHolding(over || focus || el.scrollTop > 40);
+    const on = {
+      pointerenter: () => ((over = true), update()),
+      pointerleave: () => ((over = false), update()),
+      focusin: () => ((focus = true), update()),
+      focusout: () => ((focus = el.contains(document.activeElement)), update()),
+      scroll: update,
+    };
+    for (const [k, f] of Object.entries(on)) el.addEventListener(k, f, { passive: true });
+    return () => {
+      for (const [k, f] of Object.entries(on)) el.removeEventListener(k, f);
+    };
+  }, []);
+  return holding;
 }
 
-export function PatientsTable({ rows, now, flashes, alertsByPatient, loaded, failed, site }) {
-  return html`<table id="patients" class="patients">
-    <caption class="sr-only">Patients at ${site.key}, highest risk first</caption>
-    <thead>
-      <tr>
-        <th scope="col">Patient</th>
-        <th scope="col">Measured</th>
-        <th scope="col" class="vital"><abbr title="Respiration rate, breaths/min">RR</abbr></th>
-        <th scope="col" class="vital"><abbr title="Oxygen saturation, %">SpO₂</abbr></th>
-        <th scope="col" class="vital"><abbr title="Air or supplemental oxygen">O₂</abbr></th>
-        <th scope="col" class="vital"><abbr title="Systolic/diastolic blood pressure, mmHg">BP</abbr></th>
-        <th scope="col" class="vital"><abbr title="Pulse, beats/min">HR</abbr></th>
-        <th scope="col" class="vital"><abbr title="Consciousness (ACVPU)">ACVPU</abbr></th>
-        <th scope="col" class="vital"><abbr title="Temperature, °C">Temp</abbr></th>
-        <th scope="col" class="news2"><abbr title="National Early Warning Score 2">NEWS2</abbr></th>
-        <th scope="col">Risk</th>
-      </tr>
-    </thead>
-    <tbody>
-      ${rows.map((row) => html`<${PatientRow} key=${row.patient_id} row=${row} now=${now} flash=${flashes[row.patient_id]} alert=${alertsByPatient[row.patient_id]} />`)}
-      ${rows.length === 0
-        ? html`<tr class="empty"><td colspan="11">${loaded ? 'No readings from this site yet.' : failed ? 'Not loaded.' : 'Loading…'}</td></tr>`
-        : null}
-    </tbody>
-  </table>`;
+export function PatientsTable({ store, site, data, alertsByPatient, trends, overdueS, now }) {
+  const [sort, setSort] = useState({ key: 'risk', desc: false });
+  const wrap = useRef(null);
+  const holding = useHolding(wrap);
+  const order = useRef([]);
+  const [resortTick, setResortTick] = useState(0);
+  const sorted = useMemo(() => sortedPatients(data, sort.key, sort.desc), [data, sort.key, sort.desc]);
+  // The order holds while the reader is in the table, until they re-sort.
+  const { rows, moved } = useMemo(() => {
+    if (!holding) return { rows: sorted, moved: 0 };
+    return stableOrder(order.current, sorted);
+  }, [sorted, holding, resortTick]);
+  order.current = rows.map((r) => r.patient_id);
+  const resort = () => {
+    order.current = sorted.map((r) => r.patient_id);
+    setResortTick((n) => n + 1);
+  };
+  const lang = document.documentElement.lang;
+  return html`<div class="table-wrap" ref=${wrap}>
+    ${moved
+      ? html`<button type="button" id="resort" class="resort" onClick=${resort}>${tn('site.resort', moved)}</button>`
+      : null}
+    <table id="patients" class="patients">
+      <caption class="sr-only">${t('site.caption', { site: site.key })}</caption>
+      <thead>
+        <tr>
+          ${COLUMNS.map(([col, label, unit]) => html`<${SortHeader} key=${label} col=${col} label=${label} unit=${unit} sort=${sort} setSort=${setSort} />`)}
+        </tr>
+      </thead>
+      <tbody>
+        ${rows.map(
+          (row) => html`<${PatientRow} key=${row.patient_id} row=${row} now=${now} site=${site} lang=${lang}
+            flash=${store.flash(site.trial, site.site, row.patient_id)} alert=${alertsByPatient[row.patient_id]}
+            trend=${trends?.patients?.[row.patient_id]} overdueS=${overdueS} />`,
+        )}
+        ${rows.length === 0
+          ? html`<tr class="empty"><td colspan=${COLUMNS.length}>${data.loaded ? t('site.empty') : store.siteProblem(site.key) ? t('site.notLoaded') : t('common.loading')}</td></tr>`
+          : null}
+      </tbody>
+    </table>
+  </div>`;
 }
 
-export function AlertFeed({ alerts, now, onPick }) {
+export function AlertFeed({ store, alerts, now }) {
   return html`<ol id="alerts" class="alerts" aria-live="polite">
     ${alerts.map(
-      (a) => html`<li key=${a.alert_id} class="alert sev-${a.severity}" data-alert-id=${a.alert_id} data-severity=${a.severity} data-patient=${a.patient_id} data-status=${a.status}>
+      (a) => html`<li key=${a.alert_id} class=${`alert sev-${a.severity}`} data-alert-id=${a.alert_id} data-severity=${a.severity} data-patient=${a.patient_id} data-status=${a.status}>
         <div class="alert-head">
-          <span class="badge risk-${a.severity}">${RISK_LABEL[a.severity] || a.severity}</span>
-          <button type="button" class="linklike" title="Show in the table" onClick=${() => onPick(a.patient_id)}>${a.patient_id}</button>
-          <span class="status status-${a.status}">${STATUS_LABEL[a.status] || a.status}</span>
+          <${RiskBadge} risk=${a.severity} />
+          <a href=${href({ view: 'patient', trial: a.trial_id, site: a.site_id, patient: a.patient_id })}>${a.patient_id}</a>
+          <${StatusBadge} status=${a.status} />
           <span class="spacer"></span>
           <${Time} iso=${a.opened_at} now=${now} />
         </div>
         <ul class="reasons">
           ${(a.reasons || []).map((r) => html`<li key=${r}>${reasonLabel(r)}</li>`)}
         </ul>
-        ${a.updated_at && a.updated_at !== a.opened_at
-          ? html`<div class="updated muted">updated <${Time} iso=${a.updated_at} now=${now} /></div>`
-          : null}
+        <${SaeClock} alert=${a} now=${now} />
+        <${AlertActions} store=${store} alert=${a} compact=${true} />
       </li>`,
     )}
-    ${alerts.length === 0 ? html`<li class="empty muted">No open alerts.</li>` : null}
+    ${alerts.length === 0 ? html`<li class="empty muted">${t('site.noAlerts')}</li>` : null}
   </ol>`;
+}
+
+// useProtocol fetches a trial's protocol once per view (the schedule says
+// when a patient is overdue).
+export function useProtocol(store, trial) {
+  const [p, setP] = useState(null);
+  useEffect(() => {
+    const abort = new AbortController();
+    fetchProtocol(trial, store.token, abort.signal).then(setP, () => {});
+    return () => abort.abort();
+  }, [trial]);
+  return p;
+}
+
+function parseDur(s) {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(String(s || ''));
+  if (!m) return 0;
+  return Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2]];
+}
+
+// overdueAfter: silent for longer than the protocol's schedule plus grace
+// (the missed-readings rule), else three hours.
+export function overdueAfter(protocol) {
+  const every = parseDur(protocol?.schedule?.every);
+  return every ? every + parseDur(protocol?.schedule?.grace) : DEFAULT_OVERDUE_S;
+}
+
+function useTrends(store, site) {
+  const [trends, setTrends] = useState(null);
+  useEffect(() => {
+    const abort = new AbortController();
+    let timer;
+    const load = () =>
+      fetchTrends(site, store.token, abort.signal)
+        .then(setTrends, () => {})
+        .finally(() => {
+          if (!abort.signal.aborted) timer = setTimeout(load, TREND_REFRESH_MS);
+        });
+    load();
+    return () => {
+      abort.abort();
+      clearTimeout(timer);
+    };
+  }, [site.key]);
+  return trends;
+}
+
+export function SiteView({ store, site }) {
+  const data = useSite(store, site);
+  const now = useNow(15_000);
+  const protocol = useProtocol(store, site.trial);
+  const trends = useTrends(store, site);
+  const alerts = sortedAlerts(Object.values(store.queue.alerts).filter((a) => a.trial_id === site.trial && a.site_id === site.site));
+  const alertsByPatient = {};
+  for (const a of alerts) if (!alertsByPatient[a.patient_id]) alertsByPatient[a.patient_id] = a;
+  const board = data || { patients: {}, loaded: false };
+  const counts = riskCounts(board);
+  const overdueS = overdueAfter(protocol);
+  const overdue = Object.values(board.patients).filter((r) => (now - Date.parse(r.measured_at)) / 1000 > overdueS).length;
+  const problem = store.siteProblem(site.key);
+  return html`
+    <main id="main" tabindex="-1" class=${`board${store.connState() === 'live' ? '' : ' not-live'}`} data-site=${site.key}>
+      ${problem ? html`<div class="banner banner-${problem.kind}" role="alert">${t(problem.key, problem)}</div>` : null}
+      <section class="panel patients-panel" aria-labelledby="patients-h">
+        <div class="panel-head">
+          <h1 id="patients-h">${t('nav.trialSite', { trial: site.trial, site: site.site })} <span class="count">${tn('site.patients', Object.keys(board.patients).length)}</span></h1>
+          <ul class="summary" aria-label=${t('site.byRisk')}>
+            ${[...RISKS].reverse().map((r) => (counts[r] ? html`<li key=${r}><${RiskBadge} risk=${r} /> ${counts[r]}</li>` : null))}
+            ${overdue ? html`<li class="late"><span class="tag late-tag">${t('site.overdue')}</span> ${overdue}</li>` : null}
+          </ul>
+          <span class="muted small">${t('site.overdueRule', { d: duration(overdueS) })}</span>
+        </div>
+        <${PatientsTable} store=${store} site=${site} data=${board} alertsByPatient=${alertsByPatient} trends=${trends} overdueS=${overdueS} now=${now} />
+      </section>
+      <aside class="panel alerts-panel" aria-labelledby="alerts-h">
+        <div class="panel-head">
+          <h2 id="alerts-h">${t('site.openAlerts')} <span class="count">${alerts.length}</span></h2>
+        </div>
+        <${AlertFeed} store=${store} alerts=${alerts} now=${now} />
+      </aside>
+    </main>`;
 }

@@ -1,12 +1,13 @@
 // LiveClient keeps one WebSocket to the hub (DESIGN.md "WebSocket protocol"):
 // it authenticates, subscribes to rooms, tracks each room's last offset and
-// epoch, and after a drop reconnects with exponential backoff and jitter,
+// epoch, and after a drop reconnects with exponential backoff and full jitter,
 // asking the hub to replay what it missed. When the hub cannot (recovered:
 // false), or the offsets show a gap, it asks its owner for a fresh snapshot.
 // It knows nothing of the UI.
 
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
+const BACKOFF_FLOOR_MS = 50;
 const READY_TIMEOUT_MS = 10_000;
 
 // Close codes of the hub.
@@ -24,11 +25,12 @@ export const STATE = {
   OFFLINE: 'offline',
 };
 
+// backoffDelay is exponential backoff with full jitter: a uniformly random
+// wait up to the attempt's ceiling (0.5 s doubling to 10 s), so that when a
+// hub restarts, its thousands of boards do not all come back at once.
 export function backoffDelay(attempt, random = Math.random) {
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
-  // ±25 % jitter so that a hub restart is not met by every board at once.
-  const d = base * (0.75 + random() * 0.5);
-  return Math.round(Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, d)));
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+  return Math.max(BACKOFF_FLOOR_MS, Math.round(random() * ceiling));
 }
 
 export class LiveClient {
@@ -105,6 +107,14 @@ export class LiveClient {
     this.held = hold;
     if (hold) clearTimeout(this.timer);
     if (this.ws) this.ws.close(4000, 'dropped by client');
+  }
+
+  // refresh hands the hub a fresh token of the same person (DESIGN.md:
+  // {"type": "refresh"}), so the session outlives the old token's expiry;
+  // the next connection authenticates with it.
+  refresh(token) {
+    this.token = token;
+    if (this.ready) this.send({ type: 'refresh', token });
   }
 
   reconnectNow() {

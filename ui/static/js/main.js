@@ -1,88 +1,82 @@
-// The Vigil board: sign-in, site picker, and the live view of one site.
+// The Vigil board: sign-in, the shell (navigation, language, connection
+// state, banners) and the routing between the four views.
 
 import { render } from 'preact';
-import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { fetchAlerts } from './api.js';
-import { AlertFeed, PatientsTable, RiskBadge } from './board.js';
-import { useSiteFeed } from './feed.js';
+import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
+import { SiteView } from './board.js';
 import { html } from './html.js';
+import { LOCALES, locale, onLocale, setLocale, t } from './i18n.js';
 import { STATE } from './live.js';
 import { NotifyToggle } from './notifications.js';
+import { OverviewView } from './overview.js';
+import { PatientView } from './patient.js';
+import { QueueView } from './queue.js';
+import { href, navigate, useRoute } from './router.js';
 import * as S from './session.js';
-import { exactTime } from './format.js';
-import { RISKS, modelStatus, riskCounts, sortedAlerts, sortedPatients } from './state.js';
-
-const EXPIRED = 'Your session has expired. Sign in again.';
+import { BoardStore, CONN, useStore } from './store.js';
+import { localTime, roleLabel } from './format.js';
 
 function initial() {
-  const { token: fromURL, site } = S.takeFromLocation();
+  const fromURL = S.takeFromLocation().token;
   const raw = fromURL || S.loadToken();
-  if (!raw) return { session: null, notice: null, site: null };
+  if (!raw) return { session: null, notice: null };
   const r = S.checkToken(raw);
   if (r.error) {
     S.clearToken();
-    return { session: null, notice: r.error, site: null };
+    return { session: null, notice: r.error };
   }
   S.saveToken(r.token);
-  return { session: r, notice: null, site: chooseSite(r.claims, S.parseSiteKey(site)) };
+  return { session: r, notice: null };
 }
 
-// chooseSite opens the remembered site, or the only one the token names.
-function chooseSite(claims, wanted) {
-  if (wanted && (S.isTrialWide(claims) ? S.trialsOf(claims).includes(wanted.trial) : S.sitesOf(claims).some((s) => s.key === wanted.key))) {
-    return wanted;
-  }
-  const sites = S.sitesOf(claims);
-  return sites.length === 1 ? sites[0] : null;
-}
-
-function useNow(ms) {
-  const [now, setNow] = useState(Date.now());
+function useLocale() {
+  const [l, setL] = useState(locale());
   useEffect(() => {
-    const t = setInterval(() => setNow(Date.now()), ms);
-    return () => clearInterval(t);
-  }, [ms]);
-  return now;
+    document.documentElement.lang = l;
+    document.title = t('app.title');
+    return onLocale(setL);
+  }, [l]);
+  return l;
 }
 
 function App() {
+  const lang = useLocale();
   const init = useMemo(initial, []);
   const [session, setSession] = useState(init.session);
   const [notice, setNotice] = useState(init.notice);
-  const [site, setSiteState] = useState(init.site);
-
-  const setSite = useCallback((ref) => {
-    S.rememberSite(ref);
-    setSiteState(ref);
-  }, []);
-  useEffect(() => S.rememberSite(site), []);
 
   const signOut = useCallback((message) => {
     S.clearToken();
-    S.rememberSite(null);
     setSession(null);
-    setSiteState(null);
-    setNotice(typeof message === 'string' ? message : null);
+    setNotice(message || null);
   }, []);
 
   const signIn = useCallback((r) => {
     S.saveToken(r.token);
     setNotice(null);
     setSession(r);
-    setSite(chooseSite(r.claims, null));
   }, []);
 
-  // The token's own expiry: sign out when it passes, the hub would close 4009.
+  // The token's own expiry: sign out when it passes (the hub closes 4009).
   useEffect(() => {
     if (!session) return undefined;
     const ms = S.msUntilExpiry(session.claims);
     if (!Number.isFinite(ms)) return undefined;
-    const t = setTimeout(() => signOut(EXPIRED), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
-    return () => clearTimeout(t);
+    const id = setTimeout(() => signOut('problem.expired'), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+    return () => clearTimeout(id);
   }, [session]);
 
-  if (!session) return html`<${SignIn} notice=${notice} onSignIn=${signIn} />`;
-  return html`<${Shell} key=${session.token} session=${session} site=${site} setSite=${setSite} signOut=${signOut} />`;
+  if (!session) return html`<${SignIn} key=${lang} notice=${notice} onSignIn=${signIn} />`;
+  return html`<${Shell} key=${session.claims.sub || session.token} session=${session} setSession=${setSession} signOut=${signOut} lang=${lang} />`;
+}
+
+function LangSwitch() {
+  return html`<label class="lang">
+    <span class="sr-only">${t('lang.label')}</span>
+    <select id="lang" value=${locale()} onChange=${(e) => setLocale(e.currentTarget.value)}>
+      ${Object.entries(LOCALES).map(([k, v]) => html`<option key=${k} value=${k} lang=${k}>${v.name}</option>`)}
+    </select>
+  </label>`;
 }
 
 function SignIn({ notice, onSignIn }) {
@@ -94,110 +88,202 @@ function SignIn({ notice, onSignIn }) {
     if (r.error) setError(r.error);
     else onSignIn(r);
   };
-  return html`<main class="signin">
+  return html`<main class="signin" id="main">
     <form class="card" onSubmit=${submit}>
-      <h1><${Logo} /> Vigil <span class="muted">safety board</span></h1>
-      ${notice ? html`<p class="notice" role="alert">${notice}</p>` : null}
-      <label for="token">Access token</label>
+      <div class="signin-head">
+        <h1><${Logo} /> ${t('app.name')} <span class="muted">${t('app.tagline')}</span></h1>
+        <${LangSwitch} />
+      </div>
+      ${notice ? html`<p class="notice" role="alert">${typeof notice === 'string' ? t(notice) : t(notice.key, notice)}</p>` : null}
+      <label for="token">${t('signin.token')}</label>
       <textarea id="token" name="token" rows="5" spellcheck="false" autocomplete="off" placeholder="eyJhbGciOi…"
         value=${value} onInput=${(e) => setValue(e.currentTarget.value)}></textarea>
-      ${error ? html`<p class="error" role="alert">${error}</p>` : null}
-      <button type="submit" class="primary">Sign in</button>
-      <p class="muted small">Open the board link you were given, or paste a staff token. The token is kept only in this tab and is forgotten when it closes.</p>
+      ${error ? html`<p class="error" role="alert">${t(error.key, error)}</p>` : null}
+      <button type="submit" class="primary">${t('signin.submit')}</button>
+      <p class="muted small">${t('signin.help')}</p>
     </form>
   </main>`;
 }
 
-function Logo() {
+export function Logo() {
   return html`<svg class="logo" viewBox="0 0 32 32" aria-hidden="true"><rect width="32" height="32" rx="6" fill="#0b4f8a"/><path d="M4 17h6l3-7 5 13 3-6h7" fill="none" stroke="#fff" stroke-width="2.6" stroke-linecap="round" stroke-linejoin="round"/></svg>`;
 }
 
-const CONN_LABEL = {
-  [STATE.CONNECTING]: 'Connecting…',
-  [STATE.LIVE]: 'Live',
-  [STATE.RECONNECTING]: 'Reconnecting…',
-  [STATE.OFFLINE]: 'Offline',
-};
-
-function ConnIndicator({ conn }) {
-  const title = conn.state === STATE.LIVE ? 'Receiving updates as they happen' : conn.reason || '';
-  return html`<span id="conn" class="conn" data-state=${conn.state} role="status" aria-live="polite" title=${title}>
-    <span class="dot" aria-hidden="true"></span>${CONN_LABEL[conn.state] || conn.state}
+function ConnIndicator({ store }) {
+  const state = store.connState();
+  const title =
+    state === STATE.LIVE ? t('conn.liveTitle') : state === CONN.RECOVERING ? t('conn.recoveringTitle') : store.conn.reason || '';
+  return html`<span id="conn" class="conn" data-state=${state} role="status" aria-live="polite" title=${title}>
+    <span class="dot" aria-hidden="true"></span>${t(`conn.${state}`)}
   </span>`;
 }
 
-function Shell({ session, site, setSite, signOut }) {
-  const { claims, token } = session;
-  const [discovered, setDiscovered] = useState([]);
-  const feed = useSiteFeed(token, site);
-  const known = useMemo(() => {
-    const m = new Map();
-    for (const s of [...S.sitesOf(claims), ...discovered, ...(site ? [site] : [])]) m.set(s.key, s);
-    return [...m.values()].sort((a, b) => a.key.localeCompare(b.key, undefined, { numeric: true }));
-  }, [claims, discovered, site?.key]);
+// canSee says whether the token may see a site, so the board never asks
+// for what it would be refused.
+export function canSee(claims, trial, site) {
+  if (S.isTrialWide(claims)) return S.trialsOf(claims).includes(trial);
+  return S.sitesOf(claims).some((s) => s.trial === trial && s.site === site);
+}
 
-  // Safety, on-call and admin roles may hold only trials: find their sites
-  // from the trial's open alerts.
+// homeRoute is where each role starts: a PI or CRA on their site, on-call
+// staff on the alert queue, safety physicians and admins on the trial.
+function homeRoute(claims) {
+  const sites = S.sitesOf(claims);
+  if (claims.role === 'oncall') return { view: 'alerts' };
+  if (S.isTrialWide(claims) && S.trialsOf(claims).length) return { view: 'trial', trial: S.trialsOf(claims)[0] };
+  if (sites.length === 1) return { view: 'site', trial: sites[0].trial, site: sites[0].site };
+  return null;
+}
+
+function Shell({ session, setSession, signOut }) {
+  const { claims } = session;
+  const store = useMemo(
+    () => new BoardStore({ token: session.token, claims, onExpired: () => {} }),
+    [claims.sub],
+  );
   useEffect(() => {
-    if (!S.isTrialWide(claims)) return undefined;
-    const abort = new AbortController();
-    Promise.all(
-      S.trialsOf(claims).map((trial) =>
-        fetchAlerts({ trial }, token, abort.signal)
-          .then((alerts) => alerts.map((a) => S.siteRef(trial, a.site_id)))
-          .catch(() => []),
-      ),
-    ).then((lists) => !abort.signal.aborted && setDiscovered(lists.flat().filter((s) => s.site)));
-    return () => abort.abort();
-  }, [token]);
+    store.start();
+    window.__vigil = store.hooks();
+    return () => {
+      store.stop();
+      delete window.__vigil;
+    };
+  }, [store]);
+  useStore(store);
+  const route = useRoute();
 
-  const name = claims.name || claims.sub || 'unknown';
+  // A fresh token of the same person (step-up sign-in) replaces the old one.
+  useEffect(() => {
+    store.onNewToken = (r) => {
+      S.saveToken(r.token);
+      store.setToken(r.token, r.claims);
+      setSession(r);
+    };
+  }, [store]);
+
+  useEffect(() => {
+    if (route.view !== 'home') return;
+    const r = homeRoute(claims);
+    if (r) navigate(r, { replace: true });
+  }, [route.view]);
+
+  const openCount = Object.keys(store.queue.alerts).length;
+  const name = claims.name || claims.sub || '';
+  const state = store.connState();
+  const siteRef = route.trial && route.site ? S.siteRef(route.trial, route.site) : null;
+  const allowed = !siteRef || canSee(store.claims, route.trial, route.site);
+  const trialAllowed = route.view !== 'trial' || S.trialsOf(store.claims).includes(route.trial);
+
+  let view;
+  if (!allowed || !trialAllowed) {
+    view = html`<main id="main" class="picker"><p class="error" role="alert">${t('problem.forbidden', { room: siteRef ? siteRef.key : route.trial })}</p></main>`;
+  } else if (route.view === 'site') {
+    view = html`<${SiteView} key=${siteRef.key} store=${store} site=${siteRef} />`;
+  } else if (route.view === 'patient') {
+    view = html`<${PatientView} key=${`${siteRef.key}/${route.patient}`} store=${store} trial=${route.trial} site=${route.site} patient=${route.patient} />`;
+  } else if (route.view === 'alerts') {
+    view = html`<${QueueView} store=${store} />`;
+  } else if (route.view === 'trial') {
+    view = html`<${OverviewView} key=${route.trial} store=${store} trial=${route.trial} />`;
+  } else {
+    view = html`<${SitePicker} store=${store} />`;
+  }
+
   return html`<div class="shell">
+    <a class="skip" href="#main" onClick=${(e) => {
+      e.preventDefault();
+      document.getElementById('main')?.focus();
+    }}>${t('nav.skip')}</a>
     <header class="topbar">
-      <div class="brand"><${Logo} /> Vigil</div>
-      ${site
-        ? html`<label class="sitepick">
-            <span class="sr-only">Site</span>
-            <select value=${site.key} onChange=${(e) => setSite(e.currentTarget.value ? S.parseSiteKey(e.currentTarget.value) : null)}>
-              ${known.map((s) => html`<option key=${s.key} value=${s.key}>Trial ${s.trial} · Site ${s.site}</option>`)}
-              <option value="">All my sites…</option>
-            </select>
-          </label>`
-        : null}
+      <a class="brand" href=${href({ view: 'home' })}><${Logo} /> ${t('app.name')}</a>
+      <nav class="mainnav" aria-label=${t('nav.main')}>
+        <${NavSites} store=${store} route=${route} />
+        <a href=${href({ view: 'alerts' })} aria-current=${route.view === 'alerts' ? 'page' : undefined} id="nav-alerts">
+          ${t('nav.alerts')} <span class="count" aria-label=${t('nav.openAlerts', { n: openCount })}>${openCount}</span>
+        </a>
+        ${S.trialsOf(claims).map(
+          (tr) => html`<a key=${tr} href=${href({ view: 'trial', trial: tr })} aria-current=${route.view === 'trial' && route.trial === tr ? 'page' : undefined}>
+            ${t('nav.overview')}${S.trialsOf(claims).length > 1 ? ` ${tr}` : ''}
+          </a>`,
+        )}
+      </nav>
       <span class="spacer"></span>
       <${NotifyToggle} />
-      <${ConnIndicator} conn=${feed.conn} />
-      <span class="who" title=${`${S.ROLE_LABELS[claims.role] || claims.role} · ${claims.sub || ''}`}>
-        <strong>${name}</strong> <span class="role">${claims.role}</span>
+      <${LangSwitch} />
+      <${ConnIndicator} store=${store} />
+      <span class="who" title=${`${roleLabel(claims.role)} · ${claims.sub || ''}`}>
+        <strong>${name}</strong> <span class="role">${roleLabel(claims.role)}</span>
       </span>
-      <button type="button" class="ghost" onClick=${() => signOut()}>Sign out</button>
+      <button type="button" class="ghost" onClick=${() => signOut()}>${t('nav.signOut')}</button>
     </header>
-    ${feed.problem
-      ? html`<div class="banner banner-${feed.problem.kind}" role="alert">
-          <span>${feed.problem.message}</span>
-          ${feed.problem.kind === 'expired'
-            ? html`<button type="button" class="primary" onClick=${() => signOut(EXPIRED)}>Sign in again</button>`
+    <${StaleBanner} store=${store} state=${state} />
+    ${store.problem
+      ? html`<div class="banner banner-${store.problem.kind}" role="alert">
+          <span>${t(store.problem.key, store.problem)}</span>
+          ${store.problem.kind === 'expired'
+            ? html`<button type="button" class="primary" onClick=${() => signOut('problem.expired')}>${t('problem.signInAgain')}</button>`
             : null}
         </div>`
       : null}
-    <${ModelBanner} model=${site ? modelStatus(feed.board) : null} />
-    ${site
-      ? html`<${SiteView} key=${site.key} feed=${feed} site=${site} />`
-      : html`<${SitePicker} claims=${claims} known=${known} setSite=${setSite} />`}
+    <${ModelBanner} model=${store.model} />
+    ${view}
+    <footer class="foot muted small">${t('time.localUtc', { tz: Intl.DateTimeFormat().resolvedOptions().timeZone })}</footer>
   </div>`;
+}
+
+// StaleBanner: a board that silently shows stale data is worse than none.
+function StaleBanner({ store, state }) {
+  const [since, setSince] = useState(null);
+  useEffect(() => {
+    if (state === STATE.LIVE || state === CONN.RECOVERING || state === STATE.CONNECTING) setSince(null);
+    else if (!since) setSince(new Date().toISOString());
+  }, [state]);
+  if (!since || store.problem?.kind === 'expired') return null;
+  return html`<div id="stale-banner" class="banner banner-warn" role="status">${t('conn.staleBanner', { since: localTime(since, { timeStyle: 'medium' }) })}</div>`;
 }
 
 // ModelBanner says, while the newest score was made without the configured
-// risk model, that scores come from the rules alone: a board must not look
-// the same with and without half of its scoring.
+// risk model, that scores come from the rules alone.
 function ModelBanner({ model }) {
   if (!model || model.status !== 'degraded') return null;
   return html`<div id="model-banner" class="banner banner-error" role="status" data-state="degraded">
-    <span><strong>Risk model unavailable.</strong> Scores since ${exactTime(model.since)} come from NEWS2 and the trial's rules alone; model probabilities return when the model is back.</span>
+    <span><strong>${t('model.bannerTitle')}</strong> ${t('model.bannerText', { since: localTime(model.since) })}</span>
   </div>`;
 }
 
-function SitePicker({ claims, known, setSite }) {
+// NavSites: the site switcher; switching is instant (the new site's room
+// joins the open WebSocket).
+function NavSites({ store, route }) {
+  const sites = knownSites(store);
+  const cur = route.trial && route.site ? `${route.trial}/${route.site}` : '';
+  return html`<label class="sitepick">
+    <span class="sr-only">${t('nav.chooseSite')}</span>
+    <select id="site-select" value=${sites.some((s) => s.key === cur) ? cur : ''} onChange=${(e) => {
+      const s = S.parseSiteKey(e.currentTarget.value);
+      navigate(s ? { view: 'site', trial: s.trial, site: s.site } : { view: 'home' });
+    }}>
+      <option value="">${t('nav.sites')}…</option>
+      ${sites.map((s) => html`<option key=${s.key} value=${s.key}>${t('nav.trialSite', { trial: s.trial, site: s.site })}</option>`)}
+    </select>
+  </label>`;
+}
+
+// knownSites: the token's sites, and for trial-wide roles the sites of
+// their trials' protocols and alerts.
+export function knownSites(store) {
+  const m = new Map();
+  for (const s of S.sitesOf(store.claims)) m.set(s.key, s);
+  for (const s of store.trialSites || []) if (canSee(store.claims, s.trial, s.site)) m.set(s.key, s);
+  for (const a of Object.values(store.queue.alerts)) {
+    const s = S.siteRef(a.trial_id, a.site_id);
+    if (canSee(store.claims, s.trial, s.site)) m.set(s.key, s);
+  }
+  return [...m.values()].sort((a, b) => a.key.localeCompare(b.key, undefined, { numeric: true }));
+}
+
+function SitePicker({ store }) {
+  const claims = store.claims;
+  const sites = knownSites(store);
   const trials = S.trialsOf(claims);
   const wide = S.isTrialWide(claims);
   const [trial, setTrial] = useState(trials[0] || '');
@@ -205,83 +291,34 @@ function SitePicker({ claims, known, setSite }) {
   const open = (e) => {
     e.preventDefault();
     const s = siteId.trim();
-    if (trial && s) setSite(S.siteRef(trial, s));
+    if (trial && s) navigate({ view: 'site', trial, site: s });
   };
-  return html`<main class="picker">
-    <h1>Choose a site</h1>
-    ${known.length
+  return html`<main class="picker" id="main" tabindex="-1">
+    <h1>${t('picker.title')}</h1>
+    ${sites.length
       ? html`<ul class="sites">
-          ${known.map(
+          ${sites.map(
             (s) => html`<li key=${s.key}>
-              <button type="button" class="site" data-site=${s.key} onClick=${() => setSite(s)}>
-                <span class="muted">Trial ${s.trial}</span><strong>Site ${s.site}</strong>
-              </button>
+              <a class="site" data-site=${s.key} href=${href({ view: 'site', trial: s.trial, site: s.site })}>
+                <span class="muted">${t('picker.trial')} ${s.trial}</span><strong>${t('picker.site')} ${s.site}</strong>
+              </a>
             </li>`,
           )}
         </ul>`
-      : html`<p class="muted">${wide ? 'No site with open alerts yet.' : 'Your token names no site. Ask for a token with your sites.'}</p>`}
+      : html`<p class="muted">${wide ? t('picker.noneWide') : t('picker.none')}</p>`}
     ${wide && trials.length
       ? html`<form class="card opensite" onSubmit=${open}>
-          <h2>Open another site</h2>
-          <label>Trial
+          <h2>${t('picker.other')}</h2>
+          <label>${t('picker.trial')}
             <select value=${trial} onChange=${(e) => setTrial(e.currentTarget.value)}>
-              ${trials.map((t) => html`<option key=${t} value=${t}>${t}</option>`)}
+              ${trials.map((x) => html`<option key=${x} value=${x}>${x}</option>`)}
             </select>
           </label>
-          <label>Site <input name="site" value=${siteId} placeholder="S01" autocomplete="off" onInput=${(e) => setSiteId(e.currentTarget.value)} /></label>
-          <button type="submit" class="primary">Open</button>
+          <label>${t('picker.site')} <input name="site" value=${siteId} placeholder="S01" autocomplete="off" onInput=${(e) => setSiteId(e.currentTarget.value)} /></label>
+          <button type="submit" class="primary">${t('picker.open')}</button>
         </form>`
       : null}
   </main>`;
-}
-
-function SiteView({ feed, site }) {
-  const { conn, board, flashes } = feed;
-  const now = useNow(15_000);
-  const rows = useMemo(() => sortedPatients(board), [board]);
-  const alerts = useMemo(() => sortedAlerts(board), [board]);
-  const counts = useMemo(() => riskCounts(board), [board]);
-  const alertsByPatient = useMemo(() => {
-    const m = {};
-    for (const a of alerts) if (!m[a.patient_id]) m[a.patient_id] = a;
-    return m;
-  }, [alerts]);
-  const tableRef = useRef(null);
-
-  const pick = (patientId) => {
-    const tr = tableRef.current?.querySelector(`tr[data-patient="${CSS.escape(patientId)}"]`);
-    if (!tr) return;
-    tr.scrollIntoView({ block: 'center', behavior: 'smooth' });
-    tr.classList.remove('picked');
-    void tr.offsetWidth; // restart the highlight
-    tr.classList.add('picked');
-  };
-
-  return html`
-    <main class=${`board${conn.state === STATE.LIVE ? '' : ' not-live'}`}>
-      <section class="panel patients-panel" aria-labelledby="patients-h">
-        <div class="panel-head">
-          <h2 id="patients-h">Patients <span class="count">${rows.length}</span></h2>
-          <ul class="summary" aria-label="Patients by risk">
-            ${[...RISKS].reverse().map((r) =>
-              counts[r] ? html`<li key=${r}><${RiskBadge} risk=${r} /> ${counts[r]}</li>` : null,
-            )}
-          </ul>
-        </div>
-        <div class="table-wrap" ref=${tableRef}>
-          <${PatientsTable} rows=${rows} now=${now} flashes=${flashes} alertsByPatient=${alertsByPatient} loaded=${board.loaded} failed=${!!feed.problem} site=${site} />
-        </div>
-      </section>
-      <aside class="panel alerts-panel" aria-labelledby="alerts-h">
-        <div class="panel-head">
-          <h2 id="alerts-h">Open alerts <span class="count">${alerts.length}</span></h2>
-        </div>
-        <${AlertFeed} alerts=${alerts} now=${now} onPick=${pick} />
-      </aside>
-    </main>
-    <footer class="foot muted small">
-      NEWS2 per RCP 2017; cells shaded by their NEWS2 sub-score. Trial ${site.trial} · Site ${site.site}.
-    </footer>`;
 }
 
 render(html`<${App} />`, document.getElementById('app'));

@@ -1,36 +1,51 @@
-// Browser notifications for alerts: the board's own notification channel
-// (the "board" kind of an escalation tier). An alert that opens, escalates or
-// grows more severe pops up even when the board is in a background tab.
-// Ids and severity only: never vitals or names.
+// Browser notifications for critical alerts: the board's own notification
+// channel (the "board" kind of an escalation tier). A critical alert that
+// opens, escalates or becomes critical pops up when the board is in a
+// background tab, where the screen cannot show it. Ids and severity only:
+// never vitals or names.
 
 import { useState } from 'preact/hooks';
 import { html } from './html.js';
+import { t } from './i18n.js';
 
 const supported = () => typeof Notification !== 'undefined';
 
-// notifyAlert shows a notification for a when it needs a person's attention
-// and differs from prev (the board's copy before this event).
+// shouldNotify: a critical alert that needs a person and is new to this
+// board in that state, while the tab is not being looked at.
+export function shouldNotify(a, prev, hidden) {
+  if (!hidden) return false;
+  if (a.severity !== 'critical') return false;
+  if (a.status !== 'open' && a.status !== 'escalated') return false;
+  return !prev || prev.status !== a.status || prev.severity !== a.severity || prev.tier !== a.tier;
+}
+
 export function notifyAlert(a, prev) {
   if (!supported() || Notification.permission !== 'granted') return;
-  if (a.status !== 'open' && a.status !== 'escalated') return;
-  if (prev && prev.status === a.status && prev.severity === a.severity && prev.tier === a.tier) return;
+  const hidden = document.visibilityState === 'hidden' || !document.hasFocus();
+  if (!shouldNotify(a, prev, hidden)) return;
   try {
-    new Notification(`Vigil: ${String(a.severity).toUpperCase()} alert (${a.status})`, {
-      body: `Patient ${a.patient_id} · trial ${a.trial_id} · site ${a.site_id}\n${(a.reasons || []).join(', ')}`,
+    const n = new Notification(t('notify.title', { severity: t(`risk.${a.severity}`), status: t(`status.${a.status}`) }), {
+      body: t('notify.body', { patient: a.patient_id, trial: a.trial_id, site: a.site_id }),
       tag: `vigil-${a.alert_id}`,
-      requireInteraction: a.severity === 'critical',
+      requireInteraction: true,
     });
+    n.onclick = () => {
+      window.focus();
+      location.hash = '#/alerts';
+      n.close();
+    };
   } catch {
     // Some browsers allow notifications only from a service worker; the
-    // board's feed still shows the alert.
+    // queue still shows the alert.
   }
 }
 
 // NotifyToggle asks for permission; browsers require a click to ask.
 export function NotifyToggle() {
   const [perm, setPerm] = useState(supported() ? Notification.permission : 'unsupported');
-  if (perm === 'unsupported' || perm === 'granted') return null;
-  if (perm === 'denied') return html`<span class="muted" title="Allow notifications for this site in the browser's settings">Alerts: notifications blocked</span>`;
+  if (perm === 'unsupported') return null;
+  if (perm === 'granted') return html`<span class="muted small notify-on" id="notify-state" data-state="granted">🔔 ${t('notify.on')}</span>`;
+  if (perm === 'denied') return html`<span class="muted small" id="notify-state" data-state="denied" title=${t('notify.blockedTitle')}>${t('notify.blocked')}</span>`;
   return html`<button type="button" class="ghost" id="enable-notifications"
-    onClick=${() => Notification.requestPermission().then(setPerm)}>Notify me of alerts</button>`;
+    onClick=${() => Notification.requestPermission().then(setPerm)}>${t('notify.enable')}</button>`;
 }

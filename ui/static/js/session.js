@@ -8,14 +8,6 @@ const TOKEN_KEY = 'vigil.token';
 export const STAFF_ROLES = ['pi', 'cra', 'safety', 'oncall', 'admin'];
 const TRIAL_WIDE = ['safety', 'oncall', 'admin'];
 
-export const ROLE_LABELS = {
-  pi: 'Principal investigator',
-  cra: 'Clinical research associate',
-  safety: 'Safety physician',
-  oncall: 'On-call',
-  admin: 'Administrator',
-};
-
 function base64urlDecode(s) {
   let b64 = s.replace(/-/g, '+').replace(/_/g, '/');
   while (b64.length % 4) b64 += '=';
@@ -41,16 +33,16 @@ export function decodeClaims(token) {
 // checkToken decodes a token and says why the board cannot use it, if so.
 export function checkToken(raw) {
   const token = (raw || '').trim().replace(/^Bearer\s+/i, '');
-  if (!token) return { error: 'Paste a token.' };
+  if (!token) return { error: { key: 'signin.paste' } };
   let claims;
   try {
     claims = decodeClaims(token);
-  } catch (e) {
-    return { error: e.message };
+  } catch {
+    return { error: { key: 'signin.notToken' } };
   }
-  if (isExpired(claims)) return { error: 'This token has expired. Ask for a new one and sign in again.' };
-  if (claims.role === 'patient') return { error: 'This is a patient (ePRO app) token. The board needs a staff token.' };
-  if (!STAFF_ROLES.includes(claims.role)) return { error: `Unknown role "${claims.role ?? ''}". The board needs a staff token.` };
+  if (isExpired(claims)) return { error: { key: 'signin.expired' } };
+  if (claims.role === 'patient') return { error: { key: 'signin.patientToken' } };
+  if (!STAFF_ROLES.includes(claims.role)) return { error: { key: 'signin.unknownRole', role: String(claims.role ?? '') } };
   return { token, claims };
 }
 
@@ -92,32 +84,20 @@ export function parseSiteKey(key) {
   return m ? siteRef(m[1], m[2]) : null;
 }
 
-// takeFromLocation reads "#token=…&site=T008/S01" and removes the token from
-// the address bar (and so from history) at once.
+// takeFromLocation reads "#token=…" (the demo's sign-in link) and removes
+// the token from the address bar, and so from history, at once.
 export function takeFromLocation() {
-  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
+  const h = location.hash.replace(/^#/, '');
+  if (h.startsWith('/')) return { token: null };
+  const params = new URLSearchParams(h);
   const token = params.get('token');
-  const site = params.get('site');
   if (token) {
     params.delete('token');
-    writeHash(params);
+    const url = new URL(location.href);
+    url.hash = params.toString().replace(/%2F/gi, '/');
+    history.replaceState(history.state, '', url.href);
   }
-  return { token, site };
-}
-
-function writeHash(params) {
-  const rest = params.toString().replace(/%2F/gi, '/');
-  const url = new URL(location.href);
-  url.hash = rest;
-  history.replaceState(history.state, '', url.href);
-}
-
-// rememberSite puts the open site in the fragment, so a reload keeps it.
-export function rememberSite(ref) {
-  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
-  if (ref) params.set('site', ref.key);
-  else params.delete('site');
-  writeHash(params);
+  return { token };
 }
 
 export function loadToken() {

@@ -15,7 +15,7 @@ function ts(s) {
 }
 
 export function emptyBoard() {
-  return { patients: {}, alerts: {}, loaded: false, model: null };
+  return { patients: {}, loaded: false, model: null };
 }
 
 // noteModel records what the newest score says of the risk model: scored
@@ -28,11 +28,6 @@ function noteModel(model, score) {
   // since: when the current status began, as far as this board has seen.
   const since = model?.status === status ? model.since : score.scored_at;
   return { status, at: score.scored_at, since, version: score.model?.version ?? model?.version ?? null };
-}
-
-// modelStatus is the newest score's word on the model, for the banner.
-export function modelStatus(state) {
-  return state.model;
 }
 
 // A row is a reading of DESIGN.md plus vitalsFor: the reading_id whose vitals
@@ -53,28 +48,41 @@ function mergeRow(cur, e) {
   return row;
 }
 
-// applySnapshot merges GET …/patients (and, unless alerts is undefined,
-// GET /v1/alerts) into the board. touched holds the alert events applied while
-// the snapshot was in flight, which may be newer than it.
-export function applySnapshot(state, { patients, alerts, touched }) {
+// applyPatients merges GET …/patients into a site's board.
+export function applyPatients(state, patients) {
   const next = { ...state, loaded: true, patients: { ...state.patients } };
   for (const e of patients || []) {
     if (!e || !e.patient_id) continue;
     next.patients[e.patient_id] = mergeRow(state.patients[e.patient_id], e);
     next.model = noteModel(next.model, e.score);
   }
-  if (alerts !== undefined) {
-    const fresh = {};
-    for (const a of alerts) if (a?.alert_id && a.status !== 'resolved') fresh[a.alert_id] = a;
-    for (const [id, a] of touched || []) {
-      const s = fresh[id];
-      if (s && ts(s.updated_at) > ts(a.updated_at)) continue;
-      if (a.status === 'resolved') delete fresh[id];
-      else fresh[id] = a;
-    }
-    next.alerts = fresh;
-  }
   return next;
+}
+
+export function emptyQueue() {
+  return { alerts: {}, loaded: false, error: null };
+}
+
+// applyAlertSnapshot replaces the queue's alerts with a snapshot of the
+// unresolved ones. touched holds the alert events applied while the snapshot
+// was in flight, which may be newer than it.
+export function applyAlertSnapshot(queue, alerts, touched) {
+  const fresh = {};
+  for (const a of alerts || []) if (a?.alert_id && a.status !== 'resolved') fresh[a.alert_id] = a;
+  for (const [id, a] of touched || []) {
+    const s = fresh[id];
+    if (s && ts(s.updated_at) > ts(a.updated_at)) continue;
+    if (a.status === 'resolved') delete fresh[id];
+    else fresh[id] = a;
+  }
+  return { ...queue, alerts: fresh, loaded: true };
+}
+
+// newerModel is whichever of two model notes is newer.
+export function newerModel(a, b) {
+  if (!a) return b;
+  if (!b) return a;
+  return ts(b.at) >= ts(a.at) ? b : a;
 }
 
 // applyScore puts a score event on its patient's row. It reports whether the
@@ -114,33 +122,71 @@ export function applyScore(state, d) {
   return { state: next, changed: true, stale: row.vitalsFor !== row.reading_id };
 }
 
-export function applyAlert(state, a) {
-  const cur = state.alerts[a.alert_id];
-  if (cur && ts(cur.updated_at) > ts(a.updated_at)) return state;
-  const alerts = { ...state.alerts };
+// applyAlert puts an alert event in the queue; a resolved alert leaves it.
+export function applyAlert(queue, a) {
+  const cur = queue.alerts[a.alert_id];
+  if (cur && ts(cur.updated_at) > ts(a.updated_at)) return queue;
+  const alerts = { ...queue.alerts };
   if (a.status === 'resolved') delete alerts[a.alert_id];
   else alerts[a.alert_id] = a;
-  return { ...state, alerts };
+  return { ...queue, alerts };
 }
 
-// sortedPatients: highest risk first, then highest NEWS2, then patient id.
-// Rows still being scored come first: their risk is not known yet.
-export function sortedPatients(state) {
-  return Object.values(state.patients).sort((a, b) => {
-    const ra = a.score ? riskRank(a.score.risk) : 99;
-    const rb = b.score ? riskRank(b.score.risk) : 99;
-    if (ra !== rb) return rb - ra;
-    const na = a.score?.news2?.total ?? -1;
-    const nb = b.score?.news2?.total ?? -1;
-    if (na !== nb) return nb - na;
-    return String(a.patient_id).localeCompare(String(b.patient_id), undefined, { numeric: true });
-  });
+const byId = (a, b) => String(a.patient_id).localeCompare(String(b.patient_id), undefined, { numeric: true });
+const riskOf = (r) => (r.score ? riskRank(r.score.risk) : 99); // being scored: not known yet, so first
+const news2Of = (r) => r.score?.news2?.total ?? -1;
+
+// SORTS are the site board's orders; each compares for the default
+// direction (the one that puts who needs attention first).
+export const SORTS = {
+  risk: (a, b) => riskOf(b) - riskOf(a) || news2Of(b) - news2Of(a) || byId(a, b),
+  news2: (a, b) => news2Of(b) - news2Of(a) || riskOf(b) - riskOf(a) || byId(a, b),
+  model: (a, b) => (b.score?.model?.probability ?? -1) - (a.score?.model?.probability ?? -1) || byId(a, b),
+  measured_at: (a, b) => ts(a.measured_at) - ts(b.measured_at) || byId(a, b), // longest silent first
+  patient: byId,
+};
+
+// sortedPatients orders a site's rows by one of SORTS (risk by default);
+// desc reverses it.
+export function sortedPatients(state, key = 'risk', desc = false) {
+  const cmp = SORTS[key] || SORTS.risk;
+  const rows = Object.values(state.patients).sort(cmp);
+  return desc ? rows.reverse() : rows;
 }
 
-// sortedAlerts: newest first.
-export function sortedAlerts(state) {
-  return Object.values(state.alerts).sort(
-    (a, b) => ts(b.updated_at || b.opened_at) - ts(a.updated_at || a.opened_at) || (a.alert_id < b.alert_id ? -1 : 1),
+// stableOrder keeps the rows in the order the reader sees (prev, a list of
+// ids) while they read, appending newcomers; it reports how many rows are
+// out of their sorted place.
+export function stableOrder(prev, sorted) {
+  const byPatient = new Map(sorted.map((r) => [r.patient_id, r]));
+  const rows = [];
+  for (const id of prev) {
+    const r = byPatient.get(id);
+    if (r) {
+      rows.push(r);
+      byPatient.delete(id);
+    }
+  }
+  for (const r of byPatient.values()) rows.push(r);
+  let moved = 0;
+  for (let i = 0; i < rows.length; i++) if (rows[i] !== sorted[i]) moved++;
+  return { rows, moved };
+}
+
+export const SEVERITIES = ['medium', 'high', 'critical'];
+
+// sortedAlerts: the queue's order, most severe first, then oldest first
+// (the longest waiting); by "updated" newest change first.
+export function sortedAlerts(list, by = 'severity') {
+  const arr = Array.isArray(list) ? [...list] : Object.values(list.alerts || list);
+  if (by === 'updated') {
+    return arr.sort((a, b) => ts(b.updated_at || b.opened_at) - ts(a.updated_at || a.opened_at) || (a.alert_id < b.alert_id ? -1 : 1));
+  }
+  return arr.sort(
+    (a, b) =>
+      SEVERITIES.indexOf(b.severity) - SEVERITIES.indexOf(a.severity) ||
+      ts(a.opened_at) - ts(b.opened_at) ||
+      (a.alert_id < b.alert_id ? -1 : 1),
   );
 }
 
