@@ -24,6 +24,9 @@ func demoProtocol(sites []string) trial.Protocol {
 		Title:    "T008 — demo cohort (simulated)",
 		Sites:    sites,
 		Schedule: trial.Schedule{Every: d("2m"), Grace: d("1m")},
+		// Signing (acknowledge, resolve, possible SAE) needs a sign-in
+		// within 12 hours: the board asks for a fresh token after that.
+		RequireAuthWithin: d("12h"),
 		Thresholds: trial.Thresholds{Vitals: []trial.VitalLimit{
 			{Vital: "systolic_bp", Op: ">=", Value: 160, Grade: 3, Term: "hypertension"},
 			{Vital: "temperature", Op: ">=", Value: 39.0, Grade: 2, Term: "fever"},

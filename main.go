@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"vigil/auth"
 	"vigil/config"
 	"vigil/server"
@@ -251,24 +253,28 @@ const (
 func startDemo(ctx context.Context, cfg config.Config, base string, out io.Writer, log *slog.Logger) error {
 	iss := auth.Issuer{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
 	sites := sim.SiteIDs(demoSites)
-	pi, err := iss.Mint(auth.Claims{Role: auth.RolePI, Name: "Dr Ada Okafor", Trials: []string{demoTrial},
-		Sites: []string{demoTrial + "/" + sites[0]}, RegisteredClaims: subject("u-pi-01")}, 12*time.Hour)
-	if err != nil {
-		return err
-	}
-	cra, err := iss.Mint(auth.Claims{Role: auth.RoleCRA, Name: "Sam Lindqvist", Trials: []string{demoTrial},
-		Sites: []string{demoTrial + "/" + sites[0], demoTrial + "/" + sites[1]}, RegisteredClaims: subject("u-cra-07")}, 12*time.Hour)
-	if err != nil {
-		return err
-	}
+	var err error
 	var all []string
 	for _, s := range sites {
 		all = append(all, demoTrial+"/"+s)
 	}
-	safety, err := iss.Mint(auth.Claims{Role: auth.RoleSafety, Name: "Dr Priya Raman", Trials: []string{demoTrial},
-		Sites: all, RegisteredClaims: subject("u-safety-02")}, 12*time.Hour)
-	if err != nil {
-		return err
+	// Each demo user has just signed in (auth_time now), as with an identity
+	// provider; the demo trial asks for a sign-in within 12 hours to sign.
+	now := jwt.NewNumericDate(time.Now())
+	people := []auth.Claims{
+		{Role: auth.RolePI, Name: "Dr Ada Okafor", Trials: []string{demoTrial}, Sites: []string{demoTrial + "/" + sites[0]},
+			RegisteredClaims: subject("u-pi-01")},
+		{Role: auth.RoleCRA, Name: "Sam Lindqvist", Trials: []string{demoTrial},
+			Sites: []string{demoTrial + "/" + sites[0], demoTrial + "/" + sites[1]}, RegisteredClaims: subject("u-cra-07")},
+		{Role: auth.RoleSafety, Name: "Dr Priya Raman", Trials: []string{demoTrial}, Sites: all, RegisteredClaims: subject("u-safety-02")},
+		{Role: auth.RoleOnCall, Name: "Li Wei", Trials: []string{demoTrial}, RegisteredClaims: subject("u-oncall-05")},
+	}
+	tokens := make([]string, len(people))
+	for i, c := range people {
+		c.AuthTime = now
+		if tokens[i], err = iss.Mint(c, 12*time.Hour); err != nil {
+			return err
+		}
 	}
 	if err := applyDemoTrial(ctx, base, iss, sites); err != nil {
 		return err
@@ -276,11 +282,13 @@ func startDemo(ctx context.Context, cfg config.Config, base string, out io.Write
 	fmt.Fprintf(out, `
 Vigil demo is running: trial %s, %d sites, %d simulated patients (a few deteriorating).
 
-  Board (PI, site %s):         %s/#token=%s
+  Board (PI, site %s):          %s/#token=%s
 
-  Board (CRA, sites %s, %s):   %s/#token=%s
+  Board (CRA, sites %s, %s):    %s/#token=%s
 
-  Board (safety physician):    %s/#token=%s
+  Board (safety physician):     %s/#token=%s
+
+  Board (on-call):              %s/#token=%s
 
 The trial's protocol (limits, escalation through the board) and 12 registry
 records were applied through the admin API; see docs/examples/trial-T008.yaml
@@ -289,7 +297,8 @@ for a full protocol file.
 %s
 
 Press Ctrl-C to stop. Data is kept in %s.
-`, demoTrial, demoSites, demoPatients, sites[0], base, pi, sites[0], sites[1], base, cra, base, safety, modelLine(cfg), server.RedactDSN(cfg.DB))
+`, demoTrial, demoSites, demoPatients, sites[0], base, tokens[0], sites[0], sites[1], base, tokens[1], base, tokens[2],
+		base, tokens[3], modelLine(cfg), server.RedactDSN(cfg.DB))
 	simCfg := sim.Config{URL: base, Trial: demoTrial, Sites: demoSites, Patients: demoPatients,
 		Rate: 20, Deteriorating: 0.04, Workers: 8, Issuer: iss, Seed: uint64(time.Now().UnixNano())}
 	patients, err := sim.Cohort(simCfg, time.Now())

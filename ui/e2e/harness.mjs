@@ -214,21 +214,43 @@ export class VigilServer {
     return this.tokens[name];
   }
 
-  // postReading posts one reading of patient at TRIAL/SITE, measured now,
-  // and returns its body.
-  async postReading(patient, vitals) {
+  // staffToken mints a staff token: role, sites ("T008/S01"), and options
+  // sub, name, authAge ("13h": signed in that long ago).
+  staffToken(role, sites = [], { sub = `u-${role}`, name = `Test ${role}`, authAge, trial = TRIAL } = {}) {
+    const args = ['--role', role, '--trial', trial, '--sub', sub, '--name', name];
+    for (const s of sites) args.push('--site', s);
+    if (authAge) args.push('--auth-age', authAge);
+    return this.mint(...args);
+  }
+
+  // putProtocol applies a trial protocol as the trial's admin.
+  async putProtocol(protocol) {
+    const admin = await this.staffToken('admin', [], { trial: protocol.trial_id });
+    const res = await fetch(`${this.base}/v1/trials/${protocol.trial_id}`, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${admin}`, 'X-Vigil-Reason': 'e2e set-up' },
+      body: JSON.stringify(protocol),
+    });
+    assert.equal(res.status, 200, `PUT protocol: ${res.status} ${await res.text()}`);
+  }
+
+  // postReading posts one reading of patient at TRIAL/SITE (or site),
+  // measured now, and returns its body.
+  async postReading(patient, vitals, { site = SITE, symptoms = [] } = {}) {
     const body = {
       reading_id: crypto.randomUUID(),
       patient_id: patient,
       trial_id: TRIAL,
-      site_id: SITE,
+      site_id: site,
       measured_at: new Date().toISOString(),
       vitals,
-      symptoms: [],
+      symptoms,
     };
+    const key = site === SITE ? patient : `${patient}@${site}`;
+    if (!this.tokens[key]) this.tokens[key] = await this.patientToken(patient, TRIAL, site);
     const res = await fetch(`${this.base}/v1/readings`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${await this.token(patient)}` },
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${this.tokens[key]}` },
       body: JSON.stringify(body),
     });
     const text = await res.text();
@@ -255,6 +277,14 @@ export class VigilServer {
     }
   }
 
+  // restart stops the server and starts it again on the same address and
+  // database, as after a deployment or a crash.
+  async restart() {
+    await this.child?.kill('SIGTERM', 5000);
+    this.child = startProcess(BIN, ['serve'], { env: this.env, cwd: this.tmp });
+    await waitHealthy(`${this.base}/healthz`, 20_000, this.child);
+  }
+
   // stop ends the server (SIGTERM, SIGKILL after 5 s) and removes its files.
   async stop() {
     await this.child?.kill('SIGTERM', 5000);
@@ -275,8 +305,8 @@ export function launchBrowser() {
 // newPage opens a page that records script errors and CSP violations; its
 // context closes after test t. allowed: console errors the test expects (a
 // 401 for a rejected token).
-export async function newPage(browser, t, allowed = []) {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 800 } });
+export async function newPage(browser, t, allowed = [], { viewport = { width: 1440, height: 800 }, locale = 'en-GB', timezoneId = 'Europe/London' } = {}) {
+  const context = await browser.newContext({ viewport, locale, timezoneId });
   // A Notification the test can see: permission granted, each one recorded.
   await context.addInitScript(() => {
     window.__vigilNotes = [];
@@ -304,9 +334,9 @@ export async function openBoard(page, base, token) {
   await page.goto(`${base}/#token=${token}`);
   await page.waitForFunction(() => !location.hash.includes('token='));
   // One site in the token: opened directly; else pick it.
-  await page.locator('#patients, button[data-site]').first().waitFor({ timeout: WAIT });
-  if (await page.locator(`button[data-site="${TRIAL}/${SITE}"]`).count()) {
-    await page.click(`button[data-site="${TRIAL}/${SITE}"]`);
+  await page.locator('#patients, a[data-site]').first().waitFor({ timeout: WAIT });
+  if (await page.locator(`a[data-site="${TRIAL}/${SITE}"]`).count()) {
+    await page.click(`a[data-site="${TRIAL}/${SITE}"]`);
   }
   await page.locator('#patients').waitFor();
   await page.locator('#conn[data-state="live"]').waitFor({ timeout: WAIT });
@@ -320,9 +350,10 @@ export function cell(page, patient, field) {
   return row(page, patient).locator(`[data-field="${field}"]`);
 }
 
-// screenshot saves the page to e2e/out/name, after any row flash has ended.
-export async function screenshot(page, name) {
+// screenshot saves the page to e2e/out/name, after any row flash has ended
+// (fullPage: false keeps the viewport only, as a phone shows it).
+export async function screenshot(page, name, { fullPage = true } = {}) {
   await fs.mkdir(OUT, { recursive: true });
   await page.locator('#patients tr.flash-a, #patients tr.flash-b').first().waitFor({ state: 'detached', timeout: WAIT }).catch(() => {});
-  await page.screenshot({ path: path.join(OUT, name), fullPage: true });
+  await page.screenshot({ path: path.join(OUT, name), fullPage });
 }

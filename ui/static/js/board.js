@@ -198,13 +198,18 @@ export function PatientsTable({ store, site, data, alertsByPatient, trends, over
   const sorted = useMemo(() => sortedPatients(data, sort.key, sort.desc), [data, sort.key, sort.desc]);
   // The order holds while the reader is in the table, until they re-sort.
   const { rows, moved } = useMemo(() => {
-    if (!holding) return { rows: sorted, moved: 0 };
+    if (!holding || !order.current) return { rows: sorted, moved: 0 };
     return stableOrder(order.current, sorted);
   }, [sorted, holding, resortTick]);
   order.current = rows.map((r) => r.patient_id);
   const resort = () => {
-    order.current = sorted.map((r) => r.patient_id);
+    order.current = null;
     setResortTick((n) => n + 1);
+  };
+  // Choosing an order is asking for it now, reading or not.
+  const choose = (next) => {
+    order.current = null;
+    setSort(next);
   };
   const lang = document.documentElement.lang;
   return html`<div class="table-wrap" ref=${wrap}>
@@ -215,7 +220,7 @@ export function PatientsTable({ store, site, data, alertsByPatient, trends, over
       <caption class="sr-only">${t('site.caption', { site: site.key })}</caption>
       <thead>
         <tr>
-          ${COLUMNS.map(([col, label, unit]) => html`<${SortHeader} key=${label} col=${col} label=${label} unit=${unit} sort=${sort} setSort=${setSort} />`)}
+          ${COLUMNS.map(([col, label, unit]) => html`<${SortHeader} key=${label} col=${col} label=${label} unit=${unit} sort=${sort} setSort=${choose} />`)}
         </tr>
       </thead>
       <tbody>
