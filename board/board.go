@@ -1,7 +1,8 @@
 // Package board owns the staff read API behind the live board: each site's
 // patients with their latest score, a patient's reading history, alerts and
-// their audit trail, always filtered to what the caller's token may see. It
-// imports auth, store, problem and scoring's types.
+// their audit trail, and a trial's overview of its sites, always filtered to
+// what the caller's token may see. It imports auth, store, problem and
+// scoring's types.
 package board
 
 import (
@@ -24,14 +25,32 @@ type API struct {
 	verifier *auth.Verifier
 	store    store.Store
 	log      *slog.Logger
+	now      func() time.Time
+}
+
+// Option configures New.
+type Option func(*API)
+
+// WithClock sets the clock of the overview's staleness and time windows,
+// for tests.
+func WithClock(now func() time.Time) Option {
+	return func(a *API) {
+		if now != nil {
+			a.now = now
+		}
+	}
 }
 
 // New returns the board API.
-func New(v *auth.Verifier, s store.Store, log *slog.Logger) *API {
+func New(v *auth.Verifier, s store.Store, log *slog.Logger, opts ...Option) *API {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &API{verifier: v, store: s, log: log}
+	a := &API{verifier: v, store: s, log: log, now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
 }
 
 // Register mounts the endpoints on r.
@@ -42,6 +61,8 @@ func (a *API) Register(r fiber.Router) {
 	staff := RequireStaff(a.verifier)
 	r.Get("/v1/trials/:trial/sites/:site/patients", staff, a.patients)
 	r.Get("/v1/trials/:trial/sites/:site/patients/:patient/readings", staff, a.readings)
+	r.Get("/v1/trials/:trial/sites/:site/trends", staff, a.trends)
+	r.Get("/v1/trials/:trial/overview", staff, a.overview)
 	r.Get("/v1/alerts", staff, a.alerts)
 	r.Get("/v1/audit", staff, a.audit)
 }
@@ -204,13 +225,17 @@ var alertStatuses = map[string]bool{"": true, scoring.StatusOpen: true, scoring.
 
 func (a *API) alerts(c *fiber.Ctx) error {
 	cl := claimsOf(c)
-	q := store.AlertQuery{TrialID: c.Query("trial"), SiteID: c.Query("site"), Status: c.Query("status"),
-		Visible: visibility(cl), AfterID: c.Query("after")}
+	q := store.AlertQuery{TrialID: c.Query("trial"), SiteID: c.Query("site"), PatientID: c.Query("patient"),
+		Status: c.Query("status"), Visible: visibility(cl), AfterID: c.Query("after")}
 	if !alertStatuses[q.Status] {
 		return badParam(c, "status", "status must be one of open, acknowledged, escalated, resolved")
 	}
 	if q.SiteID != "" && q.TrialID == "" {
 		return badParam(c, "site", "site needs trial")
+	}
+	if q.PatientID != "" && (q.TrialID == "" || q.SiteID == "") {
+		// A patient id is a pseudonym unique only within its trial and site.
+		return badParam(c, "patient", "patient needs trial and site")
 	}
 	switch {
 	case q.SiteID != "" && !cl.CanSeeSite(q.TrialID, q.SiteID):

@@ -19,7 +19,8 @@ import (
 	"vigil/store"
 )
 
-// API serves POST /v1/alerts/{id}/ack, /escalate and /resolve.
+// API serves POST /v1/alerts/{id}/ack, /escalate, /resolve and
+// /possible-sae.
 type API struct {
 	svc      *Service
 	verifier *auth.Verifier
@@ -34,6 +35,7 @@ func (a *API) Register(r fiber.Router) {
 	r.Post("/v1/alerts/:id/ack", staff, a.handle(actionAck))
 	r.Post("/v1/alerts/:id/escalate", staff, a.handle(actionEscalate))
 	r.Post("/v1/alerts/:id/resolve", staff, a.handle(actionResolve))
+	r.Post("/v1/alerts/:id/possible-sae", staff, a.handle(actionPossibleSAE))
 	r.Get("/v1/notifications", staff, a.notifications)
 }
 
@@ -72,7 +74,23 @@ const (
 	actionAck action = iota
 	actionEscalate
 	actionResolve
+	// actionPossibleSAE marks the alert a possible SAE and starts the
+	// investigator's 24-hour reporting clock. Any staff role that can see the
+	// site may mark it: a monitor flagging a possible SAE errs on the safe
+	// side, and the judgement of seriousness stays the resolver's.
+	actionPossibleSAE
 )
+
+// Audit actions of the people's changes ("alert." + verb).
+const (
+	verbAcknowledged = "acknowledged"
+	verbEscalated    = "escalated"
+	verbResolved     = "resolved"
+	verbPossibleSAE  = "possible_sae"
+)
+
+// MeaningPossibleSAE is what a possible-SAE mark means (21 CFR 11.50).
+const MeaningPossibleSAE = "marked possible SAE: investigator aware; report to the sponsor within 24 hours"
 
 // resolvers may resolve alerts.
 var resolvers = map[string]bool{auth.RolePI: true, auth.RoleSafety: true, auth.RoleAdmin: true}
@@ -143,11 +161,13 @@ func (a *API) handle(act action) fiber.Handler {
 		var verb string
 		switch act {
 		case actionAck:
-			verb, sig.Meaning = "acknowledged", "acknowledged: responsible for reviewing this alert"
+			verb, sig.Meaning = verbAcknowledged, "acknowledged: responsible for reviewing this alert"
 		case actionEscalate:
-			verb, sig.Meaning = "escalated", "escalated: asked for the next tier"
+			verb, sig.Meaning = verbEscalated, "escalated: asked for the next tier"
+		case actionPossibleSAE:
+			verb, sig.Meaning = verbPossibleSAE, MeaningPossibleSAE
 		case actionResolve:
-			verb, sig.Meaning = "resolved", "resolved as "+b.Outcome+": judged the event "+map[string]string{
+			verb, sig.Meaning = verbResolved, "resolved as "+b.Outcome+": judged the event "+map[string]string{
 				scoring.OutcomeSAE: "a serious adverse event", scoring.OutcomeAE: "an adverse event, not serious",
 				scoring.OutcomeNotAE: "not an adverse event"}[b.Outcome]
 		}
@@ -161,6 +181,10 @@ func (a *API) handle(act action) fiber.Handler {
 				next, err = Acknowledge(cur, sig, time.Duration(p.Escalation.AckTimeout))
 			case actionEscalate:
 				next, err = Escalate(cur, sig, len(p.Escalation.Tiers))
+			case actionPossibleSAE:
+				// No follow-ups: escalation and paging go on unchanged.
+				next, err = MarkPossibleSAE(cur, sig)
+				return store.AlertChange{Alert: next}, err
 			default:
 				next, err = Resolve(cur, sig, b.Outcome)
 			}
@@ -180,7 +204,10 @@ func (a *API) handle(act action) fiber.Handler {
 			return problem.Send(c, problem.New(fiber.StatusServiceUnavailable, "store-unavailable", "Storage unavailable",
 				"the action was not recorded; retry"), 2*time.Second)
 		}
-		metrics.AlertTransitions.WithLabelValues(updated.Status).Inc()
+		if act != actionPossibleSAE {
+			// A mark enters no state.
+			metrics.AlertTransitions.WithLabelValues(updated.Status).Inc()
+		}
 		a.svc.cfg.Publisher.PublishAlert(ctx, updated)
 		if act == actionEscalate {
 			a.svc.Wake()

@@ -62,7 +62,38 @@ func Escalate(cur scoring.Alert, sig scoring.Signature, tiers int) (scoring.Aler
 // Outcomes a resolution may record.
 var outcomes = map[string]bool{scoring.OutcomeSAE: true, scoring.OutcomeAE: true, scoring.OutcomeNotAE: true}
 
+// ReportWithin is the investigator's clock: a serious adverse event is
+// reported to the sponsor immediately, at the latest within 24 hours of
+// awareness (ICH E2A, ICH E6).
+const ReportWithin = 24 * time.Hour
+
+// MarkPossibleSAE records a person's signed judgement that the alert may be
+// a serious adverse event: the investigator is aware from sig.At, so the
+// report to the sponsor is due ReportWithin later. It changes neither the
+// status nor escalation (a mark is not an acknowledgement). A resolved alert,
+// or one already marked (the first awareness starts the clock), cannot be
+// marked.
+func MarkPossibleSAE(cur scoring.Alert, sig scoring.Signature) (scoring.Alert, error) {
+	switch {
+	case cur.Status == scoring.StatusResolved:
+		return scoring.Alert{}, fmt.Errorf("%w: a resolved alert cannot be marked possible SAE", ErrTransition)
+	case cur.PossibleSAE != nil:
+		return scoring.Alert{}, fmt.Errorf("%w: the alert was already marked possible SAE at %s",
+			ErrTransition, cur.PossibleSAE.At.UTC().Format(time.RFC3339))
+	}
+	next := cur
+	next.PossibleSAE = &sig
+	due := sig.At.Add(ReportWithin)
+	next.ReportDueAt = &due
+	next.UpdatedAt = sig.At
+	return next, nil
+}
+
 // Resolve closes the alert with the investigator's judgement of the event.
+// A resolution as sae of an alert nobody marked starts the reporting clock
+// then (awareness at the latest); one that was marked keeps its earlier
+// clock. A resolution as ae or not_ae judges the event not serious: no report
+// is due, so the clock goes (the possible-SAE mark stays, as a record).
 func Resolve(cur scoring.Alert, sig scoring.Signature, outcome string) (scoring.Alert, error) {
 	if cur.Status == scoring.StatusResolved {
 		return scoring.Alert{}, fmt.Errorf("%w: the alert is already resolved", ErrTransition)
@@ -76,6 +107,13 @@ func Resolve(cur scoring.Alert, sig scoring.Signature, outcome string) (scoring.
 	next.Outcome = outcome
 	next.NextEscalationAt = nil
 	next.UpdatedAt = sig.At
+	switch {
+	case outcome != scoring.OutcomeSAE:
+		next.ReportDueAt = nil
+	case next.ReportDueAt == nil:
+		due := sig.At.Add(ReportWithin)
+		next.ReportDueAt = &due
+	}
 	return next, nil
 }
 

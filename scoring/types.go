@@ -194,6 +194,14 @@ type Alert struct {
 	Resolved         *Signature `json:"resolved,omitempty"`
 	// Outcome is the investigator's judgement at resolution: sae, ae, not_ae.
 	Outcome string `json:"outcome,omitempty"`
+	// PossibleSAE is the signed mark of a person who judged the event a
+	// possible serious adverse event: from then the investigator is aware,
+	// and the report to the sponsor is due within 24 hours (ICH E2A, E6).
+	PossibleSAE *Signature `json:"possible_sae,omitempty"`
+	// ReportDueAt is when the investigator's report to the sponsor is due:
+	// 24 hours after awareness (the possible-SAE mark, or a resolution as
+	// sae without one). Absent when no report is due.
+	ReportDueAt *time.Time `json:"report_due_at,omitempty"`
 }
 
 // Finding is one reason of an alert in detail.

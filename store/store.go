@@ -73,9 +73,11 @@ type ReadingQuery struct {
 type AlertQuery struct {
 	TrialID string // optional
 	SiteID  string // optional, with TrialID
-	Status  string // optional: open|acknowledged|escalated|resolved
-	Visible Visibility
-	Limit   int
+	// PatientID is optional, with TrialID and SiteID: one patient's alerts.
+	PatientID string
+	Status    string // optional: open|acknowledged|escalated|resolved
+	Visible   Visibility
+	Limit     int
 	// AfterID is the cursor of the next page: alerts ordered by
 	// (updated_at desc, alert_id) continue after this alert.
 	AfterID string
@@ -160,6 +162,12 @@ type Store interface {
 	Alert(ctx context.Context, alertID string) (scoring.Alert, error)
 	// Audit returns an alert's audit trail, oldest first.
 	Audit(ctx context.Context, alertID string) ([]AuditRecord, error)
+	// TrialOverview returns the figures of every site of the trial that has
+	// readings, unresolved alerts, or acknowledged alerts opened within the
+	// AckWindow before now, ordered by site id (see SiteOverview).
+	// Implementations compute them with aggregate queries, never by loading
+	// readings, and put them together with an OverviewBuilder.
+	TrialOverview(ctx context.Context, trialID string, now time.Time) ([]SiteOverview, error)
 	// RoomOffsets returns the bus offsets saved by SaveRoomOffsets and whether
 	// the last save was a clean shutdown's (exact) rather than a periodic one
 	// (possibly behind what was published before a crash). A new store is
@@ -176,4 +184,9 @@ type Store interface {
 	LifecycleStore
 	Outbox
 	AuditLog
+
+	// Trends returns the site's readings measured in q's window, averaged
+	// per patient and bucket: one range query, newest first, at most
+	// q.Limit() rows, put together by CollectTrends.
+	Trends(ctx context.Context, q TrendQuery) (Trends, error)
 }

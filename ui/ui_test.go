@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"regexp"
 	"strings"
 	"testing"
@@ -132,8 +133,8 @@ func TestImportsResolve(t *testing.T) {
 		src, _ := fs.ReadFile(static, name)
 		for _, m := range imp.FindAllSubmatch(src, -1) {
 			spec := string(m[1])
-			if strings.HasPrefix(spec, "./") {
-				if _, err := fs.Stat(static, "js/"+strings.TrimPrefix(spec, "./")); err != nil {
+			if strings.HasPrefix(spec, "./") || strings.HasPrefix(spec, "../") {
+				if _, err := fs.Stat(static, path.Join(path.Dir(name), spec)); err != nil {
 					t.Errorf("%s imports %s: %v", name, spec, err)
 				}
 			} else if !mapped[spec] {

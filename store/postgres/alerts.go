@@ -126,6 +126,9 @@ func (s *Store) Alerts(ctx context.Context, q store.AlertQuery) ([]scoring.Alert
 	if q.SiteID != "" {
 		where = append(where, "site_id = "+arg(q.SiteID))
 	}
+	if q.PatientID != "" {
+		where = append(where, "patient_id = "+arg(q.PatientID))
+	}
 	if q.Status != "" {
 		where = append(where, "status = "+arg(q.Status))
 	}

@@ -106,6 +106,10 @@ func (s *Store) Alerts(ctx context.Context, q store.AlertQuery) ([]scoring.Alert
 		where = append(where, "site_id = ?")
 		args = append(args, q.SiteID)
 	}
+	if q.PatientID != "" {
+		where = append(where, "patient_id = ?")
+		args = append(args, q.PatientID)
+	}
 	if q.Status != "" {
 		where = append(where, "status = ?")
 		args = append(args, q.Status)
