@@ -29,6 +29,7 @@ import { AlertActions, SaeClock } from './actions.js';
 import { RiskBadge, StatusBadge, Time, useNow } from './ui.js';
 
 const TREND_REFRESH_MS = 5 * 60_000;
+const EMPTY = { patients: {}, loaded: false };
 const DEFAULT_OVERDUE_S = 3 * 3600;
 
 // Sparkline draws a series (nulls are gaps) as an inline SVG line.
@@ -129,8 +130,8 @@ class PatientRow extends Component {
         <${RiskBadge} risk=${score?.risk} />
         ${score?.degraded ? html` <span class="tag" data-field="degraded" title=${t('model.rulesOnlyTitle')}>${t('model.rulesOnly')}</span>` : null}
       </td>
-      <td data-field="model" data-value=${score?.model ? score.model.probability : ''} class="model">
-        ${score?.model ? html`<span title=${modelHint(score.model)}>${percent(score.model.probability)}</span>` : html`<span class="muted">—</span>`}
+      <td data-field="model" data-value=${score?.model ? score.model.probability : ''} class="model" title=${score?.model ? modelHint(score.model) : undefined}>
+        ${score?.model ? percent(score.model.probability) : html`<span class="muted">—</span>`}
       </td>
     </tr>`;
   }
@@ -189,10 +190,54 @@ function useHolding(ref) {
   return holding;
 }
 
+// ROW_PX is the height of a patient row (app.css sets it); OVERSCAN rows are
+// rendered beyond each edge of the view, so scrolling and Tab find rows ready.
+const ROW_PX = 36;
+const OVERSCAN = 15;
+
+// useWindow follows the table's scroll position: which rows are in view.
+function useWindow(ref) {
+  const [view, setView] = useState({ top: 0, height: 1200 });
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return undefined;
+    let raf = 0;
+    const update = () => {
+      raf = 0;
+      setView((v) => (v.top === el.scrollTop && v.height === el.clientHeight ? v : { top: el.scrollTop, height: el.clientHeight }));
+    };
+    const on = () => {
+      if (!raf) raf = requestAnimationFrame(update);
+    };
+    update();
+    el.addEventListener('scroll', on, { passive: true });
+    const ro = new ResizeObserver(on);
+    ro.observe(el);
+    return () => {
+      cancelAnimationFrame(raf);
+      el.removeEventListener('scroll', on);
+      ro.disconnect();
+    };
+  }, []);
+  return view;
+}
+
+// Spacer stands in for the rows out of view, so the scrollbar is true to
+// the whole table. Its height is set through the CSSOM, which the page's
+// Content-Security-Policy allows (it forbids style attributes in markup).
+function Spacer({ rows, cols }) {
+  if (!rows) return null;
+  return html`<tr class="spacer" aria-hidden="true" ref=${(el) => el && (el.style.height = `${rows * ROW_PX}px`)}><td colspan=${cols}></td></tr>`;
+}
+
+// PatientsTable renders only the rows in view (and OVERSCAN around them):
+// with 500 patients and a stream of readings, laying out and painting every
+// row at every update is what makes a board stutter.
 export function PatientsTable({ store, site, data, alertsByPatient, trends, overdueS, now }) {
   const [sort, setSort] = useState({ key: 'risk', desc: false });
   const wrap = useRef(null);
   const holding = useHolding(wrap);
+  const view = useWindow(wrap);
   const order = useRef([]);
   const [resortTick, setResortTick] = useState(0);
   const sorted = useMemo(() => sortedPatients(data, sort.key, sort.desc), [data, sort.key, sort.desc]);
@@ -212,23 +257,31 @@ export function PatientsTable({ store, site, data, alertsByPatient, trends, over
     setSort(next);
   };
   const lang = document.documentElement.lang;
+  const first = Math.max(0, Math.floor(view.top / ROW_PX) - OVERSCAN);
+  const last = Math.min(rows.length, Math.ceil((view.top + view.height) / ROW_PX) + OVERSCAN);
   return html`<div class="table-wrap" ref=${wrap}>
     ${moved
       ? html`<button type="button" id="resort" class="resort" onClick=${resort}>${tn('site.resort', moved)}</button>`
       : null}
     <table id="patients" class="patients">
       <caption class="sr-only">${t('site.caption', { site: site.key })}</caption>
+      <colgroup>
+        <col class="c-patient" /><col class="c-measured" /><col class="c-vital" /><col class="c-vital" /><col class="c-vital" />
+        <col class="c-wide" /><col class="c-vital" /><col class="c-wide" /><col class="c-vital" /><col class="c-news2" /><col class="c-risk" /><col class="c-model" />
+      </colgroup>
       <thead>
         <tr>
           ${COLUMNS.map(([col, label, unit]) => html`<${SortHeader} key=${label} col=${col} label=${label} unit=${unit} sort=${sort} setSort=${choose} />`)}
         </tr>
       </thead>
       <tbody>
-        ${rows.map(
+        <${Spacer} rows=${first} cols=${COLUMNS.length} />
+        ${rows.slice(first, last).map(
           (row) => html`<${PatientRow} key=${row.patient_id} row=${row} now=${now} site=${site} lang=${lang}
             flash=${store.flash(site.trial, site.site, row.patient_id)} alert=${alertsByPatient[row.patient_id]}
             trend=${trends?.patients?.[row.patient_id]} overdueS=${overdueS} />`,
         )}
+        <${Spacer} rows=${rows.length - last} cols=${COLUMNS.length} />
         ${rows.length === 0
           ? html`<tr class="empty"><td colspan=${COLUMNS.length}>${data.loaded ? t('site.empty') : store.siteProblem(site.key) ? t('site.notLoaded') : t('common.loading')}</td></tr>`
           : null}
@@ -309,13 +362,22 @@ export function SiteView({ store, site }) {
   const now = useNow(15_000);
   const protocol = useProtocol(store, site.trial);
   const trends = useTrends(store, site);
-  const alerts = sortedAlerts(Object.values(store.queue.alerts).filter((a) => a.trial_id === site.trial && a.site_id === site.site));
-  const alertsByPatient = {};
-  for (const a of alerts) if (!alertsByPatient[a.patient_id]) alertsByPatient[a.patient_id] = a;
-  const board = data || { patients: {}, loaded: false };
-  const counts = riskCounts(board);
+  const queue = store.queue.alerts;
+  const { alerts, alertsByPatient } = useMemo(() => {
+    const list = sortedAlerts(Object.values(queue).filter((a) => a.trial_id === site.trial && a.site_id === site.site));
+    const by = {};
+    for (const a of list) if (!by[a.patient_id]) by[a.patient_id] = a;
+    return { alerts: list, alertsByPatient: by };
+  }, [queue, site.key]);
+  const board = data || EMPTY;
   const overdueS = overdueAfter(protocol);
-  const overdue = Object.values(board.patients).filter((r) => (now - Date.parse(r.measured_at)) / 1000 > overdueS).length;
+  const { counts, overdue } = useMemo(
+    () => ({
+      counts: riskCounts(board),
+      overdue: Object.values(board.patients).filter((r) => (now - Date.parse(r.measured_at)) / 1000 > overdueS).length,
+    }),
+    [board, now, overdueS],
+  );
   const problem = store.siteProblem(site.key);
   return html`
     <main id="main" tabindex="-1" class=${`board${store.connState() === 'live' ? '' : ' not-live'}`} data-site=${site.key}>

@@ -5,8 +5,9 @@
 // by colour alone. Charts of one view share a cursor (sync key), follow their
 // container's width, and can be stepped through with the arrow keys.
 //
-// Test hook: the chart element carries data-bands, the number of bands the
-// shading plugin painted on its last draw.
+// Test hooks: the chart element carries data-bands, the number of bands the
+// shading plugin painted on its last draw, and data-points, the number of
+// points it draws.
 
 import uPlot from 'uplot';
 import { useEffect, useRef, useState } from 'preact/hooks';
@@ -15,13 +16,13 @@ import { formatDateTime, formatNumber, t } from './i18n.js';
 
 // Fills of NEWS2 sub-scores 1–3: the same tints as the site board's cells.
 // Score 0 stays unshaded.
-export const SCORE_FILL = { 1: '#fff1b8', 2: '#ffd59e', 3: '#f7bdbd' };
+const SCORE_FILL = { 1: '#fff1b8', 2: '#ffd59e', 3: '#f7bdbd' };
 const LABEL_INK = { 0: '#2c3744', 1: '#4f3500', 2: '#5c2e00', 3: '#6d0b0b' };
 
 // Series colours: dark enough for 3:1 against white and every band fill
 // (WCAG 1.4.11); a second series is also dashed, so it differs by more than
 // hue.
-export const INK = { primary: '#0b4f8a', secondary: '#6b2fa3', threshold: '#17202b' };
+const INK = { primary: '#0b4f8a', secondary: '#6b2fa3', threshold: '#17202b' };
 
 const AXIS_INK = '#55606e';
 const GRID_INK = '#e7ebf0';
@@ -41,6 +42,9 @@ const NEWS2_BANDS = {
   temperature: [[null, 35.05, 3], [35.05, 36.05, 1], [36.05, 38.05, 0], [38.05, 39.05, 1], [39.05, null, 2]],
 };
 
+// points reads a NEWS2 sub-score as the chart's key does: 0, +1, +2, +3.
+export const points = (n) => (n ? `+${n}` : '0');
+
 // news2Bands returns the shaded bands of a vital: {from, to, fill, label}.
 // scale is the SpO₂ scale (1 or 2) the patient is scored on.
 export function news2Bands(vital, scale = 1) {
@@ -50,19 +54,20 @@ export function news2Bands(vital, scale = 1) {
     to,
     fill: SCORE_FILL[score] || null,
     ink: LABEL_INK[score],
-    label: oxygenOnly ? t('patient.chart.bandOxygen', { n: score }) : t('patient.chart.band', { n: score }),
+    label: t(oxygenOnly ? 'patient.chart.bandOxygen' : 'patient.chart.band', { n: points(score) }),
   }));
 }
 
 // totalBands are NEWS2's response bands of the total: 0–4 low, 5–6 medium
-// (urgent review), 7 and above high (emergency response). A red single
-// parameter with a total of 4 or less ("low–medium") is not a band of the
-// total, so the chart cannot show it; the history table does.
+// (urgent review), 7 and above high (emergency response); they start at the
+// threshold lines drawn at 5 and 7. A red single parameter with a total of 4
+// or less ("low–medium") is not a band of the total, so the chart cannot
+// show it; the history table does.
 export function totalBands() {
   return [
-    { from: null, to: 4.5, fill: null, ink: LABEL_INK[0], label: t('band.low') },
-    { from: 4.5, to: 6.5, fill: SCORE_FILL[2], ink: LABEL_INK[2], label: t('band.medium') },
-    { from: 6.5, to: null, fill: SCORE_FILL[3], ink: LABEL_INK[3], label: t('band.high') },
+    { from: null, to: 5, fill: null, ink: LABEL_INK[0], label: t('band.low') },
+    { from: 5, to: 7, fill: SCORE_FILL[2], ink: LABEL_INK[2], label: t('band.medium') },
+    { from: 7, to: null, fill: SCORE_FILL[3], ink: LABEL_INK[3], label: t('band.high') },
   ];
 }
 
@@ -97,53 +102,86 @@ export function thin(rows, value, max) {
   return [...keep].sort((a, b) => a - b).map((i) => rows[i]);
 }
 
-// paintBands is the drawClear hook: bands and threshold lines under the
-// series, each band labelled at the right edge when there is room for text.
-function paintBands(u, bands, lines) {
-  const { ctx, bbox } = u;
+// visible lists the bands and lines within the y scale, with their canvas
+// positions, lines from the lowest up.
+function visible(u, bands, lines) {
   const { min, max } = u.scales.y;
-  const px = uPlot.pxRatio || 1;
-  let painted = 0;
+  const spans = [];
+  for (const b of bands) {
+    const lo = Math.max(b.from ?? -Infinity, min);
+    const hi = Math.min(b.to ?? Infinity, max);
+    if (hi > lo) spans.push({ ...b, top: u.valToPos(hi, 'y', true), bottom: u.valToPos(lo, 'y', true) });
+  }
+  const marks = lines
+    .filter((l) => l.value >= min && l.value <= max)
+    .sort((a, b) => a.value - b.value)
+    .map((l) => ({ ...l, y: Math.round(u.valToPos(l.value, 'y', true)) }));
+  return { spans, marks };
+}
+
+// clipped runs draw with the canvas clipped to the plotting area.
+function clipped(u, draw) {
+  const { ctx, bbox } = u;
   ctx.save();
   ctx.beginPath();
   ctx.rect(bbox.left, bbox.top, bbox.width, bbox.height);
   ctx.clip();
-  ctx.font = `600 ${11 * px}px system-ui, sans-serif`;
-  ctx.textAlign = 'right';
-  ctx.textBaseline = 'middle';
-  for (const b of bands) {
-    const lo = Math.max(b.from ?? -Infinity, min);
-    const hi = Math.min(b.to ?? Infinity, max);
-    if (!(hi > lo)) continue;
-    const top = u.valToPos(hi, 'y', true);
-    const bottom = u.valToPos(lo, 'y', true);
-    if (b.fill) {
+  draw(ctx, bbox, uPlot.pxRatio || 1);
+  ctx.restore();
+}
+
+// paintBands is the drawClear hook: band fills and dashed threshold lines,
+// under the grid and the series.
+function paintBands(u, bands, lines) {
+  const { spans, marks } = visible(u, bands, lines);
+  clipped(u, (ctx, bbox, px) => {
+    for (const b of spans) {
+      if (!b.fill) continue;
       ctx.fillStyle = b.fill;
-      ctx.fillRect(bbox.left, top, bbox.width, bottom - top);
+      ctx.fillRect(bbox.left, b.top, bbox.width, b.bottom - b.top);
     }
-    if (b.label && bottom - top >= 13 * px) {
-      ctx.fillStyle = b.ink;
-      ctx.fillText(b.label, bbox.left + bbox.width - 4 * px, (top + bottom) / 2);
-    }
-    painted++;
-  }
-  ctx.textAlign = 'left';
-  ctx.textBaseline = 'bottom';
-  for (const l of lines) {
-    if (l.value < min || l.value > max) continue;
-    const y = Math.round(u.valToPos(l.value, 'y', true));
     ctx.strokeStyle = INK.threshold;
     ctx.lineWidth = px;
     ctx.setLineDash([5 * px, 4 * px]);
-    ctx.beginPath();
-    ctx.moveTo(bbox.left, y);
-    ctx.lineTo(bbox.left + bbox.width, y);
-    ctx.stroke();
-    ctx.fillStyle = INK.threshold;
-    ctx.fillText(l.label, bbox.left + 4 * px, y - 2 * px);
-  }
-  ctx.restore();
-  u.root.parentElement.dataset.bands = String(painted);
+    for (const l of marks) {
+      ctx.beginPath();
+      ctx.moveTo(bbox.left, l.y);
+      ctx.lineTo(bbox.left + bbox.width, l.y);
+      ctx.stroke();
+    }
+  });
+  u.root.closest('.pv-chart').dataset.bands = String(spans.length);
+}
+
+// labelBands is the drawAxes hook: the labels of bands (at the right edge,
+// where there is room) and of lines (at the left), over the grid and under
+// the series, so no data point is ever hidden by a label.
+function labelBands(u, bands, lines) {
+  const { spans, marks } = visible(u, bands, lines);
+  clipped(u, (ctx, bbox, px) => {
+    for (const b of spans) {
+      if (b.label && b.bottom - b.top >= 13 * px) tag(ctx, b.label, bbox.left + bbox.width - 4 * px, (b.top + b.bottom) / 2, 'right', b.ink, px);
+    }
+    marks.forEach((l, i) => {
+      // Above its line, or below it when the next line up is too close.
+      const crowded = marks[i + 1] && l.y - marks[i + 1].y < 16 * px;
+      tag(ctx, l.label, bbox.left + 4 * px, crowded ? l.y + 9 * px : l.y - 9 * px, 'left', INK.threshold, px);
+    });
+  });
+}
+
+// tag writes a label on a pale plate, so grid lines never cross its text.
+// x is its left or right end (align), y its middle.
+function tag(ctx, text, x, y, align, ink, px) {
+  ctx.font = `600 ${11 * px}px system-ui, sans-serif`;
+  ctx.textAlign = align;
+  ctx.textBaseline = 'middle';
+  const w = ctx.measureText(text).width;
+  const left = align === 'right' ? x - w : x;
+  ctx.fillStyle = 'rgba(255, 255, 255, 0.85)';
+  ctx.fillRect(left - 2 * px, y - 7 * px, w + 4 * px, 14 * px);
+  ctx.fillStyle = ink;
+  ctx.fillText(text, x, y);
 }
 
 // timeTicks labels the time axis in the viewer's locale and zone: times of
@@ -173,7 +211,7 @@ function yRange([lo, hi]) {
   };
 }
 
-function options({ width, height, series, yAxis, syncKey, format, xRange, paint }) {
+function options({ width, height, series, yAxis, syncKey, format, axisFormat, xRange, paint, label }) {
   return {
     width,
     height,
@@ -182,7 +220,7 @@ function options({ width, height, series, yAxis, syncKey, format, xRange, paint 
     scales: { x: { time: true, range: () => xRange.current }, y: { range: yRange(yAxis.span) } },
     axes: [
       { stroke: AXIS_INK, grid: { stroke: GRID_INK }, ticks: { stroke: GRID_INK }, space: 64, size: 44, values: timeTicks },
-      { stroke: AXIS_INK, grid: { stroke: GRID_INK }, ticks: { stroke: GRID_INK }, size: 44, values: (u, splits) => splits.map((v) => format(v)) },
+      { stroke: AXIS_INK, grid: { stroke: GRID_INK }, ticks: { stroke: GRID_INK }, size: 52, values: (u, splits) => splits.map((v) => axisFormat(v)) },
     ],
     series: [
       { label: t('patient.chart.time'), value: (u, v) => (v == null ? '—' : pointTime(v)) },
@@ -196,7 +234,7 @@ function options({ width, height, series, yAxis, syncKey, format, xRange, paint 
         value: (u, v) => (v == null ? '—' : format(v)),
       })),
     ],
-    hooks: { drawClear: [paint] },
+    hooks: { drawClear: [paint], drawAxes: [label] },
   };
 }
 
@@ -207,8 +245,9 @@ function options({ width, height, series, yAxis, syncKey, format, xRange, paint 
 //   bands:  [{from, to, fill, ink, label}] shaded behind, labelled
 //   lines:  [{value, label}] dashed threshold lines
 //   xRange: [from, to] in Unix seconds, shared by a view's charts
-//   format: a value's text (axis, legend, keyboard read-out)
-export function Chart({ id, title, data, series, yAxis, bands = [], lines = [], xRange, syncKey, format, height = 170 }) {
+//   format: a value's text (legend, keyboard read-out); axisFormat: a tick's,
+//           if different
+export function Chart({ id, title, data, series, yAxis, bands = [], lines = [], xRange, syncKey, format, axisFormat = format, height = 170 }) {
   const box = useRef(null);
   const plot = useRef(null);
   const range = useRef(xRange);
@@ -222,7 +261,8 @@ export function Chart({ id, title, data, series, yAxis, bands = [], lines = [], 
   useEffect(() => {
     const el = box.current;
     const paint = (u) => paintBands(u, shading.current.bands, shading.current.lines);
-    const u = new uPlot(options({ width: el.clientWidth || 320, height, series, yAxis, syncKey, format, xRange: range, paint }), data, el);
+    const label = (u) => labelBands(u, shading.current.bands, shading.current.lines);
+    const u = new uPlot(options({ width: el.clientWidth || 320, height, series, yAxis, syncKey, format, axisFormat, xRange: range, paint, label }), data, el);
     plot.current = u;
     const ro = new ResizeObserver(() => {
       if (el.clientWidth > 0 && el.clientWidth !== u.width) u.setSize({ width: el.clientWidth, height });
@@ -237,6 +277,7 @@ export function Chart({ id, title, data, series, yAxis, bands = [], lines = [], 
 
   useEffect(() => {
     plot.current?.setData(data);
+    box.current.closest('.pv-chart').dataset.points = String(data[0].length);
   }, [data, xRange[0], xRange[1]]);
 
   useEffect(() => {

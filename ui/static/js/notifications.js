@@ -42,7 +42,7 @@ export function notifyAlert(a, prev) {
 
 // NotifyToggle asks for permission; browsers require a click to ask.
 export function NotifyToggle() {
-  const [perm, setPerm] = useState(supported() ? Notification.permission : 'unsupported');
+  const [perm, setPerm] = useState(() => (supported() ? Notification.permission : 'unsupported'));
   if (perm === 'unsupported') return null;
   if (perm === 'granted') return html`<span class="muted small notify-on" id="notify-state" data-state="granted">🔔 ${t('notify.on')}</span>`;
   if (perm === 'denied') return html`<span class="muted small" id="notify-state" data-state="denied" title=${t('notify.blockedTitle')}>${t('notify.blocked')}</span>`;

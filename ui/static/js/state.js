@@ -132,7 +132,10 @@ export function applyAlert(queue, a) {
   return { ...queue, alerts };
 }
 
-const byId = (a, b) => String(a.patient_id).localeCompare(String(b.patient_id), undefined, { numeric: true });
+// One collator: localeCompare with options builds one per call, which was
+// the board's hottest function with 500 rows.
+const collator = new Intl.Collator(undefined, { numeric: true });
+const byId = (a, b) => collator.compare(String(a.patient_id), String(b.patient_id));
 const riskOf = (r) => (r.score ? riskRank(r.score.risk) : 99); // being scored: not known yet, so first
 const news2Of = (r) => r.score?.news2?.total ?? -1;
 

@@ -17,6 +17,10 @@ import { applyAlert, applyAlertSnapshot, applyPatients, applyScore, emptyBoard, 
 import * as S from './session.js';
 
 const FLASH_MS = 2500;
+// MIN_FLUSH_MS spaces renders out under a stream of events: a board with 500
+// rows re-lays its table on every render, and ten a second is as fast as
+// anyone reads.
+const MIN_FLUSH_MS = 100;
 const RETRY_MS = 5000;
 
 export const CONN = { ...STATE, RECOVERING: 'recovering' };
@@ -104,6 +108,7 @@ export class BoardStore {
     this.abort.abort();
     this.client.stop();
     cancelAnimationFrame(this.raf);
+    clearTimeout(this.raf);
     clearTimeout(this.queueCtl.timer);
     for (const w of this.sites.values()) clearTimeout(w.retry);
   }
@@ -124,11 +129,17 @@ export class BoardStore {
     if (this.raf || this.dead) return;
     const flush = () => {
       this.raf = 0;
+      if (this.dead) return;
+      this.lastFlush = performance.now();
       this.version++;
       for (const f of this.listeners) f(this.version);
     };
-    // A hidden tab gets no animation frames; it catches up when shown.
-    this.raf = typeof requestAnimationFrame === 'function' ? requestAnimationFrame(flush) : setTimeout(flush, 16);
+    // On the next animation frame at least MIN_FLUSH_MS after the last one;
+    // a hidden tab gets no frames and catches up when shown.
+    const frame = () => requestAnimationFrame(flush);
+    const wait = MIN_FLUSH_MS - (performance.now() - (this.lastFlush || 0));
+    if (wait > 0) this.raf = setTimeout(frame, wait);
+    else this.raf = requestAnimationFrame(flush);
   }
 
   // connState adds "recovering" to the socket's state: live again, but
