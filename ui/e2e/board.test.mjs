@@ -155,9 +155,23 @@ describe('board', () => {
     assert.equal(await item.getAttribute('data-severity'), 'critical');
     assert.match(await item.innerText(), /NEWS2 high/);
     await cell(page, 'P1010', 'alert').waitFor();
-    // The browser notification: ids and severity only, never vitals.
+    // Looked at, the board shows the alert; no notification pops up.
+    assert.deepEqual(await page.evaluate(() => window.__vigilNotes), []);
+    // In a background tab, a critical alert notifies: ids and severity only,
+    // never vitals.
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await postReading('P1011', CRITICAL);
+    await page.waitForFunction(() => window.__vigilNotes.some((n) => n.body.includes('P1011')), null, { timeout: WAIT });
     const notes = await page.evaluate(() => window.__vigilNotes);
-    assert.ok(!notes.some((n) => /135|39\.5/.test(`${n.title} ${n.body}`)), 'no vitals in notifications');
+    assert.equal(notes.length, 1, JSON.stringify(notes));
+    assert.match(notes[0].title, /Critical/);
+    assert.ok(!/135|39\.5|Ada/.test(`${notes[0].title} ${notes[0].body}`), 'no vitals or names in notifications');
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
+    });
 
     // The alert queue lists it; acknowledge from there.
     await page.click('#nav-alerts');

@@ -21,7 +21,7 @@ export function shouldNotify(a, prev, hidden) {
 
 export function notifyAlert(a, prev) {
   if (!supported() || Notification.permission !== 'granted') return;
-  const hidden = document.visibilityState === 'hidden' || !document.hasFocus();
+  const hidden = document.visibilityState === 'hidden';
   if (!shouldNotify(a, prev, hidden)) return;
   try {
     const n = new Notification(t('notify.title', { severity: t(`risk.${a.severity}`), status: t(`status.${a.status}`) }), {
@@ -44,7 +44,7 @@ export function notifyAlert(a, prev) {
 export function NotifyToggle() {
   const [perm, setPerm] = useState(() => (supported() ? Notification.permission : 'unsupported'));
   if (perm === 'unsupported') return null;
-  if (perm === 'granted') return html`<span class="muted small notify-on" id="notify-state" data-state="granted">🔔 ${t('notify.on')}</span>`;
+  if (perm === 'granted') return html`<span class="muted small notify-on" id="notify-state" data-state="granted">${t('notify.on')}</span>`;
   if (perm === 'denied') return html`<span class="muted small" id="notify-state" data-state="denied" title=${t('notify.blockedTitle')}>${t('notify.blocked')}</span>`;
   return html`<button type="button" class="ghost" id="enable-notifications"
     onClick=${() => Notification.requestPermission().then(setPerm)}>${t('notify.enable')}</button>`;

@@ -102,7 +102,7 @@ function SiteRow({ s, trial, now }) {
       ${a.critical ? html`<br /><span class="small">${t('overview.criticalAlerts', { n: a.critical })}</span>` : null}
     </td>
     <td data-field="ack" data-value=${ack.median_seconds ?? ''} class="num">
-      ${ack.count ? html`${duration(ack.median_seconds)} <span class="muted small">${t('overview.ackDetail', { p90: duration(ack.p90_seconds), n: ack.count })}</span>` : html`<span class="muted">—</span>`}
+      ${ack.count ? html`${duration(ack.median_seconds)} <span class="muted small">${tn('overview.ackDetail', ack.count, { p90: duration(ack.p90_seconds) })}</span>` : html`<span class="muted">—</span>`}
     </td>
     <td data-field="last" data-value=${s.last_reading_at || ''}>
       ${s.last_reading_at ? html`<${Time} iso=${s.last_reading_at} now=${now} />` : html`<span class="muted">${t('overview.never')}</span>`}
