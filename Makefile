@@ -11,8 +11,9 @@ FUZZ_EVENT  ?= 150000x
 FUZZ_FRAME  ?= 100000x
 FUZZ_SCAN   ?= 100000x
 FUZZ_WSPARSE ?= 100000x
+FUZZ_TREND  ?= 150000x
 
-.PHONY: demo build test check unit fuzz e2e bench bench-go bench-full setup-test clean predictor-test predictor-start predictor-stop
+.PHONY: demo build test check unit fuzz e2e screenshots bench bench-ui bench-go bench-full setup-test clean predictor-test predictor-start predictor-stop
 
 build:
 	$(GO) build -o $(BIN) .
@@ -60,9 +61,20 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzFrameScanner$$' -fuzztime $(FUZZ_FRAME) ./hub/
 	$(GO) test -run '^$$' -fuzz '^FuzzScanEvent$$' -fuzztime $(FUZZ_SCAN) ./bench/
 	$(GO) test -run '^$$' -fuzz '^FuzzParser$$' -fuzztime $(FUZZ_WSPARSE) ./bench/
+	$(GO) test -run '^$$' -fuzz '^FuzzTrendDecode$$' -fuzztime $(FUZZ_TREND) ./store/
 
 e2e: build
 	cd ui && VIGIL_REQUIRE_PREDICTOR=1 VIGIL_BIN=$(CURDIR)/$(BIN) node --test e2e/
+
+# The README's screenshots are the browser tests' own: run them, then copy.
+screenshots: e2e
+	cp ui/e2e/out/site-board.png ui/e2e/out/alert-queue.png ui/e2e/out/patient-view.png \
+	   ui/e2e/out/trial-overview.png ui/e2e/out/alert-queue-phone-zh.png docs/screenshots/
+
+# The board in Chromium with 500 patients and 20 readings a second: frame
+# times, long tasks, first paint (docs/BENCHMARKS.md, "Board").
+bench-ui: build
+	cd ui && VIGIL_BIN=$(CURDIR)/$(BIN) node bench/board.mjs $(BENCH_UI_FLAGS)
 
 # The whole-path benchmark (docs/BENCHMARKS.md): starts Vigil with its
 # defaults (embedded SQLite, in-process bus, no predictor) and its own load
