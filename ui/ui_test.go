@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
@@ -143,4 +145,53 @@ func TestImportsResolve(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Scripts go out gzipped to a browser that accepts it, with their own
+// validator, and as they are to one that does not.
+func TestGzip(t *testing.T) {
+	h := Handler()
+	for _, tc := range []struct {
+		accept string
+		gzip   bool
+	}{
+		{"gzip, deflate, br", true},
+		{"br;q=1.0, gzip;q=0.8", true},
+		{"gzip;q=0", false},
+		{"", false},
+		{"identity", false},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/vendor/uPlot.esm.js", nil)
+		if tc.accept != "" {
+			req.Header.Set("Accept-Encoding", tc.accept)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%q: status %d", tc.accept, rec.Code)
+		}
+		if got := rec.Header().Get("Content-Encoding") == "gzip"; got != tc.gzip {
+			t.Fatalf("%q: gzip %v, want %v", tc.accept, got, tc.gzip)
+		}
+		if rec.Header().Get("Vary") != "Accept-Encoding" {
+			t.Errorf("%q: no Vary", tc.accept)
+		}
+		body := rec.Body.Bytes()
+		if tc.gzip {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasSuffix(rec.Header().Get("ETag"), `-gz"`) {
+				t.Errorf("%q: ETag %s", tc.accept, rec.Header().Get("ETag"))
+			}
+		}
+		want, _ := fs.ReadFile(Static(), "vendor/uPlot.esm.js")
+		if !bytes.Equal(body, want) {
+			t.Fatalf("%q: body differs from the file", tc.accept)
+		}
+	}
 }

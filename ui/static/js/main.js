@@ -9,7 +9,6 @@ import { LOCALES, locale, onLocale, setLocale, t } from './i18n.js';
 import { STATE } from './live.js';
 import { NotifyToggle } from './notifications.js';
 import { OverviewView } from './overview.js';
-import { PatientView } from './patient.js';
 import { QueueView } from './queue.js';
 import { href, navigate, useRoute } from './router.js';
 import * as S from './session.js';
@@ -133,6 +132,18 @@ function homeRoute(claims) {
   if (S.isTrialWide(claims) && S.trialsOf(claims).length) return { view: 'trial', trial: S.trialsOf(claims)[0] };
   if (sites.length === 1) return { view: 'site', trial: sites[0].trial, site: sites[0].site };
   return null;
+}
+
+// PatientView loads the patient view (and uPlot, the board's largest
+// module) when first opened, so the first paint does not wait for it.
+let patientModule = null;
+function PatientView(props) {
+  const [mod, setMod] = useState(patientModule);
+  useEffect(() => {
+    if (!mod) import('./patient.js').then((m) => setMod((patientModule = m)));
+  }, []);
+  if (!mod) return html`<main id="main" class="picker"><p class="muted">${t('common.loading')}</p></main>`;
+  return html`<${mod.PatientView} ...${props} />`;
 }
 
 function Shell({ session, setSession, signOut }) {
