@@ -38,6 +38,12 @@ type unsubscribedMsg struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// pongMsg answers a client's {"type": "ping"}: an application-level
+// heartbeat, since browsers do not expose WebSocket ping frames.
+type pongMsg struct {
+	Type string `json:"type"`
+}
+
 type refreshedMsg struct {
 	Type string `json:"type"`
 	Exp  int64  `json:"exp"`

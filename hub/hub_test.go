@@ -144,7 +144,9 @@ func TestBadRequests(t *testing.T) {
 			}
 		})
 	}
-	// The session survived all of that.
+	// The session survived all of that, and answers an application ping.
+	c.send(map[string]any{"type": "ping"})
+	c.expect("pong")
 	c.subscribe(map[string]any{"room": "site:T008:S01"})
 
 	t.Run("oversized frame closes", func(t *testing.T) {

@@ -424,6 +424,10 @@ func (s *session) handle(typ websocket.MessageType, data []byte) {
 		s.unsubscribe(m)
 	case "refresh":
 		s.refresh(m)
+	case "ping":
+		// A browser sees none of the protocol's pings, so a board that
+		// wants to know its socket still reaches the hub asks here.
+		s.reply(pongMsg{Type: "pong"})
 	case "auth":
 		s.badRequest("already authenticated; send refresh to extend the session")
 	default:
