@@ -36,6 +36,7 @@ try {
   const pi = await server.staffToken('pi', ['T008/S01'], { sub: 'u-bench' });
   browser = await launchBrowser();
   const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
+  await page.addInitScript(() => (window.__vigilTest = true));
   const t0 = Date.now();
   await page.goto(`${server.base}/#token=${pi}`);
   // The table renders the rows in view; the store holds them all.

@@ -309,11 +309,17 @@ export async function newPage(browser, t, allowed = [], { viewport = { width: 14
   const context = await browser.newContext({ viewport, locale, timezoneId });
   // A Notification the test can see: permission granted, each one recorded.
   await context.addInitScript(() => {
+    window.__vigilTest = true; // the board installs window.__vigil
     window.__vigilNotes = [];
+    window.__vigilNotesClosed = [];
     window.Notification = class {
       static permission = 'granted';
       static requestPermission() { return Promise.resolve('granted'); }
-      constructor(title, opts) { window.__vigilNotes.push({ title, ...opts }); }
+      constructor(title, opts) {
+        this.tag = opts?.tag;
+        window.__vigilNotes.push({ title, ...opts });
+      }
+      close() { window.__vigilNotesClosed.push(this.tag); }
     };
   });
   const page = await context.newPage();

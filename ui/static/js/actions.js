@@ -10,7 +10,7 @@ import { useState } from 'preact/hooks';
 import { alertAction } from './api.js';
 import { html } from './html.js';
 import { t } from './i18n.js';
-import { duration, localTime, roleLabel } from './format.js';
+import { duration, exactTime, localTime, roleLabel } from './format.js';
 import * as S from './session.js';
 import { Dialog } from './ui.js';
 
@@ -128,7 +128,7 @@ export function SaeClock({ alert, now }) {
   const late = left < 0;
   const urgent = !late && left < 4 * 3600;
   return html`<p class=${`sae-clock${late ? ' late' : urgent ? ' urgent' : ''}`} data-field="sae-clock" data-due=${alert.report_due_at} role="timer"
-    title=${t('sae.dueAt', { time: localTime(due) })}>
+    title=${t('sae.dueAt', { time: exactTime(alert.report_due_at) })}>
     <strong>${t('sae.label')}</strong> ${late ? t('sae.overdue', { d: duration(-left) }) : t('sae.left', { d: duration(left) })}
   </p>`;
 }

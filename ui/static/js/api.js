@@ -31,7 +31,7 @@ async function request(method, path, token, body, signal) {
     });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
-    throw new ApiError(0, { title: 'Server unreachable', detail: e.message });
+    throw new ApiError(0, { title: 'unreachable', detail: e.message });
   }
   let reply = null;
   const type = res.headers.get('Content-Type') || '';
@@ -76,6 +76,22 @@ export async function fetchAlerts({ trial, site }, token, signal) {
     }
   }
   return all;
+}
+
+// fetchResolvedSince returns the trial's alerts resolved since sinceMs (the
+// list is newest change first, so it stops at the first older page).
+export async function fetchResolvedSince(trial, sinceMs, token, signal) {
+  const out = [];
+  let after = '';
+  for (;;) {
+    const q = new URLSearchParams({ trial, status: 'resolved', limit: '200' });
+    if (after) q.set('after', after);
+    const b = await getJSON(`/v1/alerts?${q}`, token, signal);
+    const page = Array.isArray(b?.alerts) ? b.alerts : [];
+    for (const a of page) if (Date.parse(a.updated_at) >= sinceMs) out.push(a);
+    if (!b?.next || page.some((a) => Date.parse(a.updated_at) < sinceMs)) return out;
+    after = b.next;
+  }
 }
 
 // fetchPatientAlerts lists one patient's alerts of every status, newest

@@ -13,7 +13,7 @@ import { fetchProtocol, fetchTrends } from './api.js';
 import { html } from './html.js';
 import { t, tn } from './i18n.js';
 import { href } from './router.js';
-import { RISKS, sortedAlerts, sortedPatients, stableOrder, riskCounts } from './state.js';
+import { RISKS, dict, sortedAlerts, sortedPatients, stableOrder, riskCounts } from './state.js';
 import { useSite } from './store.js';
 import {
   consciousnessLabel,
@@ -26,7 +26,7 @@ import {
   reasonLabel,
 } from './format.js';
 import { AlertActions, SaeClock } from './actions.js';
-import { RiskBadge, StatusBadge, Time, useNow } from './ui.js';
+import { RiskBadge, StatusBadge, Time, problemText, useNow } from './ui.js';
 
 const TREND_REFRESH_MS = 5 * 60_000;
 const EMPTY = { patients: {}, loaded: false };
@@ -157,7 +157,10 @@ function SortHeader({ col, label, unit, sort, setSort }) {
   const numeric = col === null || col === 'news2' || col === 'model';
   if (!col) return html`<th scope="col" class=${numeric ? 'vital' : undefined}>${abbr}</th>`;
   const active = sort.key === col;
-  const ariaSort = active ? (sort.desc ? 'ascending' : 'descending') : undefined;
+  // The default order of these two runs up (ids A→Z, oldest reading first);
+  // the others run down (highest risk first).
+  const up = col === 'patient' || col === 'measured_at';
+  const ariaSort = active ? (up !== sort.desc ? 'ascending' : 'descending') : undefined;
   return html`<th scope="col" aria-sort=${ariaSort} class=${col === 'news2' ? 'news2' : undefined}>
     <button type="button" class="sort" data-sort=${col} onClick=${() => setSort(active ? { key: col, desc: !sort.desc } : { key: col, desc: false })}>
       ${abbr}<span class="sort-mark" aria-hidden="true">${active ? (sort.desc ? '▲' : '▼') : ''}</span>
@@ -324,10 +327,13 @@ export function useProtocol(store, trial) {
   return p;
 }
 
-function parseDur(s) {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(String(s || ''));
-  if (!m) return 0;
-  return Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2]];
+// parseDur reads a Go duration as the server writes it ("1h30m0s", "90s",
+// "1.5h") in seconds.
+export function parseDur(s) {
+  const unit = { ns: 1e-9, us: 1e-6, µs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+  let total = 0;
+  for (const m of String(s || '').matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) total += Number(m[1]) * unit[m[2]];
+  return total;
 }
 
 // overdueAfter: silent for longer than the protocol's schedule plus grace
@@ -337,24 +343,71 @@ export function overdueAfter(protocol) {
   return every ? every + parseDur(protocol?.schedule?.grace) : DEFAULT_OVERDUE_S;
 }
 
+// useTrends loads the site's 24-hour series (every TREND_REFRESH_MS) and
+// puts each score event's vitals in the newest bucket at once, so the
+// sparklines move with the readings. Events change it in place and the
+// store's batched render shows it: one render per frame, not per event.
 function useTrends(store, site) {
-  const [trends, setTrends] = useState(null);
+  const ref = useRef(null);
+  const [, setLoaded] = useState(0);
   useEffect(() => {
     const abort = new AbortController();
     let timer;
+    ref.current = null;
     const load = () =>
       fetchTrends(site, store.token, abort.signal)
-        .then(setTrends, () => {})
+        .then((tr) => {
+          if (tr?.patients) tr.patients = dict(tr.patients);
+          ref.current = tr;
+          setLoaded((n) => n + 1);
+        }, () => {})
         .finally(() => {
           if (!abort.signal.aborted) timer = setTimeout(load, TREND_REFRESH_MS);
         });
     load();
+    const off = store.onEvents((room, d) => {
+      if (d.kind === 'score' && d.trial_id === site.trial && d.site_id === site.site && d.vitals) appendTrend(ref.current, d);
+    });
     return () => {
       abort.abort();
       clearTimeout(timer);
+      off();
     };
   }, [site.key]);
-  return trends;
+  return ref.current;
+}
+
+const TREND_VITALS = ['respiratory_rate', 'spo2', 'systolic_bp', 'heart_rate', 'temperature'];
+
+// appendTrend puts a score event's values in its bucket of tr (the newest,
+// or a new one when the window has moved on), replacing the patient's
+// series object so that the row re-renders.
+export function appendTrend(tr, d) {
+  if (!tr?.patients || !tr.bucket_seconds) return;
+  const step = tr.bucket_seconds * 1000;
+  let from = Date.parse(tr.from);
+  const n = Math.round((Date.parse(tr.to) - from) / step);
+  const at = Date.parse(d.measured_at);
+  if (!Number.isFinite(at) || at < from) return;
+  // The window moved on: every series shifts left by the new buckets.
+  const shift = Math.max(0, Math.floor((at - from) / step) - (n - 1));
+  if (shift) {
+    from += shift * step;
+    tr.from = new Date(from).toISOString();
+    tr.to = new Date(from + n * step).toISOString();
+    for (const [p, series] of Object.entries(tr.patients)) {
+      const moved = {};
+      for (const [k, v] of Object.entries(series)) moved[k] = [...v.slice(Math.min(shift, v.length)), ...Array(Math.min(shift, v.length)).fill(null)];
+      tr.patients[p] = moved;
+    }
+  }
+  const i = Math.floor((at - from) / step);
+  const cur = Object.hasOwn(tr.patients, d.patient_id) ? tr.patients[d.patient_id] : null;
+  const next = {};
+  for (const k of [...TREND_VITALS, 'news2']) next[k] = cur?.[k] ? [...cur[k]] : Array(n).fill(null);
+  for (const k of TREND_VITALS) if (d.vitals[k] != null) next[k][i] = Number(d.vitals[k]);
+  if (d.news2?.total != null) next.news2[i] = d.news2.total;
+  tr.patients[d.patient_id] = next;
 }
 
 export function SiteView({ store, site }) {
@@ -365,7 +418,7 @@ export function SiteView({ store, site }) {
   const queue = store.queue.alerts;
   const { alerts, alertsByPatient } = useMemo(() => {
     const list = sortedAlerts(Object.values(queue).filter((a) => a.trial_id === site.trial && a.site_id === site.site));
-    const by = {};
+    const by = dict();
     for (const a of list) if (!by[a.patient_id]) by[a.patient_id] = a;
     return { alerts: list, alertsByPatient: by };
   }, [queue, site.key]);
@@ -381,7 +434,7 @@ export function SiteView({ store, site }) {
   const problem = store.siteProblem(site.key);
   return html`
     <main id="main" tabindex="-1" class=${`board${store.connState() === 'live' ? '' : ' not-live'}`} data-site=${site.key}>
-      ${problem ? html`<div class="banner banner-${problem.kind}" role="alert">${t(problem.key, problem)}</div>` : null}
+      ${problem ? html`<div class="banner banner-${problem.kind}" role="alert">${problemText(problem)}</div>` : null}
       <section class="panel patients-panel" aria-labelledby="patients-h">
         <div class="panel-head">
           <h1 id="patients-h">${t('nav.trialSite', { trial: site.trial, site: site.site })} <span class="count">${tn('site.patients', Object.keys(board.patients).length)}</span></h1>

@@ -47,9 +47,13 @@ export const points = (n) => (n ? `+${n}` : '0');
 
 // news2Bands returns the shaded bands of a vital: {from, to, fill, label}.
 // scale is the SpO₂ scale (1 or 2) the patient is scored on.
-export function news2Bands(vital, scale = 1) {
+// onOxygen: on scale 2, 93 % and above scores only on oxygen; for a patient
+// on air (by the latest reading) those bands are shaded as the 0 they score.
+export function news2Bands(vital, scale = 1, onOxygen = true) {
   const key = vital === 'spo2' ? `spo2_${scale === 2 ? 2 : 1}` : vital;
-  return (NEWS2_BANDS[key] || []).map(([from, to, score, oxygenOnly]) => ({
+  let bands = NEWS2_BANDS[key] || [];
+  if (key === 'spo2_2' && !onOxygen) bands = [...bands.filter((b) => !b[3]).slice(0, -1), [87.5, null, 0]];
+  return bands.map(([from, to, score, oxygenOnly]) => ({
     from,
     to,
     fill: SCORE_FILL[score] || null,

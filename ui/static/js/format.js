@@ -1,7 +1,7 @@
 // Formatting for the board: times in the viewer's time zone (UTC on hover),
 // vitals, and the labels of clinical codes, all through the catalogues.
 
-import { formatDateTime, locale, t } from './i18n.js';
+import { formatDateTime, formatNumber, has, locale, t } from './i18n.js';
 
 const rtfCache = new Map();
 function rtf() {
@@ -125,3 +125,24 @@ export function modelHint(m) {
   }
   return lines.join('\n');
 }
+
+export const labelOr = (key, fallback) => (has(key) ? t(key) : fallback);
+export const symptomLabel = (term) => labelOr(`patient.symptom.${String(term).replace(/\s+/g, '_')}`, String(term).replace(/_/g, ' '));
+export const gradeLabel = (g) => t('patient.grade', { n: g, label: labelOr(`patient.grade.${g}`, String(g)) });
+
+export function valueText(param, v) {
+  const digits = param === 'temperature' ? 1 : 0;
+  const n = formatNumber(Number(v), { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  return has(`unit.${param}`) ? `${n} ${t(`unit.${param}`)}` : n;
+}
+
+// findingText reads one finding: "Protocol vital limit · Systolic BP 165
+// mmHg · CTCAE grade 3", "Severe symptom · Nausea · severe (3)".
+export function findingText(f) {
+  const symptom = f.reason === 'symptom_severe';
+  const subject = f.parameter ? (symptom ? symptomLabel(f.parameter) : labelOr(`param.${f.parameter}`, f.parameter)) : '';
+  const value = f.value != null && f.parameter && !symptom ? valueText(f.parameter, f.value) : '';
+  const grade = f.grade ? (symptom ? gradeLabel(f.grade) : t('patient.finding.ctcae', { n: f.grade })) : '';
+  return [reasonLabel(f.reason), [subject, value].filter(Boolean).join(' '), grade].filter(Boolean).join(' · ');
+}
+

@@ -9,6 +9,11 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
 const BACKOFF_FLOOR_MS = 50;
 const READY_TIMEOUT_MS = 10_000;
+// The heartbeat: a ping every PING_MS, and a socket that has carried nothing
+// for SILENT_MS is taken for dead (a browser never sees the hub's own pings,
+// and a connection cut without a FIN can look open for minutes).
+const PING_MS = 20_000;
+const SILENT_MS = 45_000;
 
 // Close codes of the hub.
 export const CLOSE_AUTH = 4001; // invalid token or no auth in time
@@ -60,7 +65,21 @@ export class LiveClient {
     this.state = null;
     this.lastSubscribed = null;
     this.onOnline = () => this.reconnectNow();
-    this.onOffline = () => this.setState(STATE.OFFLINE, { reason: 'browser offline' });
+    // Offline: the socket cannot be trusted; close it, and reconnect when
+    // the browser is back online.
+    this.onOffline = () => {
+      clearTimeout(this.timer);
+      if (this.ws) {
+        const ws = this.ws;
+        this.ws = null;
+        this.ready = false;
+        for (const r of this.rooms.values()) r.subscribed = false;
+        ws.close(4000, 'offline');
+      }
+      this.setState(STATE.OFFLINE, { reason: 'offline' });
+    };
+    this.heartbeat = null;
+    this.lastHeard = 0;
   }
 
   start() {
@@ -73,6 +92,7 @@ export class LiveClient {
 
   stop() {
     this.stopped = true;
+    clearInterval(this.heartbeat);
     removeEventListener('online', this.onOnline);
     removeEventListener('offline', this.onOffline);
     clearTimeout(this.timer);
@@ -112,8 +132,9 @@ export class LiveClient {
   // refresh hands the hub a fresh token of the same person (DESIGN.md:
   // {"type": "refresh"}), so the session outlives the old token's expiry;
   // the next connection authenticates with it.
-  refresh(token) {
+  refresh(token, exp) {
     this.token = token;
+    this.tokenExp = exp;
     if (this.ready) this.send({ type: 'refresh', token });
   }
 
@@ -146,7 +167,7 @@ export class LiveClient {
   connect() {
     if (this.stopped) return;
     if (typeof navigator !== 'undefined' && navigator.onLine === false) {
-      this.setState(STATE.OFFLINE, { reason: 'browser offline' });
+      this.setState(STATE.OFFLINE, { reason: 'offline' });
       return; // the "online" event reconnects
     }
     this.setState(this.everLive ? STATE.RECONNECTING : STATE.CONNECTING, { attempt: this.attempt });
@@ -154,7 +175,7 @@ export class LiveClient {
     try {
       ws = new WebSocket(this.url);
     } catch (e) {
-      this.scheduleReconnect(`cannot open: ${e.message}`);
+      this.scheduleReconnect('cannot_open');
       return;
     }
     this.ws = ws;
@@ -167,6 +188,7 @@ export class LiveClient {
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
+      this.lastHeard = Date.now();
       let msg;
       try {
         msg = JSON.parse(ev.data);
@@ -177,28 +199,32 @@ export class LiveClient {
     };
     ws.onclose = (ev) => {
       clearTimeout(this.readyTimer);
+      clearInterval(this.heartbeat);
       if (this.ws !== ws) return; // replaced or stopped
       this.ws = null;
       this.ready = false;
       for (const r of this.rooms.values()) r.subscribed = false;
       if (this.stopped) return;
-      if (ev.code === CLOSE_AUTH || ev.code === CLOSE_EXPIRED) {
+      // A close for an expired token after a fresh one was handed over (it
+      // crossed the refresh) is not the end: reconnect with the new token.
+      const fresh = this.tokenExp && this.tokenExp * 1000 > Date.now();
+      if (ev.code === CLOSE_AUTH || (ev.code === CLOSE_EXPIRED && !fresh)) {
         this.stop();
-        this.setState(STATE.OFFLINE, { reason: 'session expired', code: ev.code });
+        this.setState(STATE.OFFLINE, { reason: 'expired', code: ev.code });
         this.cb.onAuthClosed?.(ev.code, ev.reason);
         return;
       }
       // Recover at once: the node asked for it (a slow session, a reset) or
       // is draining, and another node (or this one restarted) takes over.
       if (ev.code === CLOSE_SLOW || ev.code === CLOSE_GOING_AWAY || ev.code === CLOSE_RESTART) this.attempt = 0;
-      this.scheduleReconnect(ev.reason || `closed (${ev.code})`);
+      this.scheduleReconnect('closed', ev.code);
     };
   }
 
-  scheduleReconnect(reason) {
+  scheduleReconnect(reason, code) {
     clearTimeout(this.timer);
     this.everLive = true;
-    this.setState(STATE.RECONNECTING, { reason, held: this.held });
+    this.setState(STATE.RECONNECTING, { reason, code, held: this.held });
     if (this.held) return;
     const delay = backoffDelay(this.attempt++);
     this.timer = setTimeout(() => this.connect(), delay);
@@ -209,6 +235,7 @@ export class LiveClient {
       case 'ready':
         clearTimeout(this.readyTimer);
         this.ready = true;
+        this.startHeartbeat();
         this.user = { sub: msg.sub, role: msg.role };
         if (this.rooms.size === 0) this.markLive();
         for (const room of this.rooms.keys()) this.subscribe(room);
@@ -269,6 +296,19 @@ export class LiveClient {
       default:
         break; // pong and future message types
     }
+  }
+
+  startHeartbeat() {
+    const ws = this.ws;
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      if (this.ws !== ws) return;
+      if (Date.now() - this.lastHeard > SILENT_MS) {
+        ws.close(4000, 'silent');
+        return;
+      }
+      this.send({ type: 'ping' });
+    }, PING_MS);
   }
 
   markLive() {

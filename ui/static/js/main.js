@@ -13,7 +13,8 @@ import { QueueView } from './queue.js';
 import { href, navigate, useRoute } from './router.js';
 import * as S from './session.js';
 import { BoardStore, CONN, useStore } from './store.js';
-import { localTime, roleLabel } from './format.js';
+import { duration, localTime, roleLabel } from './format.js';
+import { problemText, useNow } from './ui.js';
 
 function initial() {
   const fromURL = S.takeFromLocation().token;
@@ -110,8 +111,15 @@ export function Logo() {
 
 function ConnIndicator({ store }) {
   const state = store.connState();
+  const { reason, code } = store.conn;
   const title =
-    state === STATE.LIVE ? t('conn.liveTitle') : state === CONN.RECOVERING ? t('conn.recoveringTitle') : store.conn.reason || '';
+    state === STATE.LIVE
+      ? t('conn.liveTitle')
+      : state === CONN.RECOVERING
+        ? t('conn.recoveringTitle')
+        : reason
+          ? t(`conn.reason.${reason}`, { code: code ?? '' })
+          : '';
   return html`<span id="conn" class="conn" data-state=${state} role="status" aria-live="polite" title=${title}>
     <span class="dot" aria-hidden="true"></span>${t(`conn.${state}`)}
   </span>`;
@@ -119,17 +127,15 @@ function ConnIndicator({ store }) {
 
 // canSee says whether the token may see a site, so the board never asks
 // for what it would be refused.
-export function canSee(claims, trial, site) {
-  if (S.isTrialWide(claims)) return S.trialsOf(claims).includes(trial);
-  return S.sitesOf(claims).some((s) => s.trial === trial && s.site === site);
-}
+export const canSee = S.canSeeSite;
 
 // homeRoute is where each role starts: a PI or CRA on their site, on-call
 // staff on the alert queue, safety physicians and admins on the trial.
 function homeRoute(claims) {
   const sites = S.sitesOf(claims);
   if (claims.role === 'oncall') return { view: 'alerts' };
-  if (S.isTrialWide(claims) && S.trialsOf(claims).length) return { view: 'trial', trial: S.trialsOf(claims)[0] };
+  const wide = S.trialsOf(claims).filter((t) => S.canSeeTrial(claims, t));
+  if (wide.length) return { view: 'trial', trial: wide[0] };
   if (sites.length === 1) return { view: 'site', trial: sites[0].trial, site: sites[0].site };
   return null;
 }
@@ -149,12 +155,12 @@ function PatientView(props) {
 function Shell({ session, setSession, signOut }) {
   const { claims } = session;
   const store = useMemo(
-    () => new BoardStore({ token: session.token, claims, onExpired: () => {} }),
+    () => new BoardStore({ token: session.token, claims }),
     [claims.sub],
   );
   useEffect(() => {
     store.start();
-    window.__vigil = store.hooks();
+    if (window.__vigilTest) window.__vigil = store.hooks();
     return () => {
       store.stop();
       delete window.__vigil;
@@ -228,9 +234,10 @@ function Shell({ session, setSession, signOut }) {
       <button type="button" class="ghost" onClick=${() => signOut()}>${t('nav.signOut')}</button>
     </header>
     <${StaleBanner} store=${store} state=${state} />
+    <${ExpiryBanner} claims=${store.claims} />
     ${store.problem
       ? html`<div class="banner banner-${store.problem.kind}" role="alert">
-          <span>${t(store.problem.key, store.problem)}</span>
+          <span>${problemText(store.problem)}</span>
           ${store.problem.kind === 'expired'
             ? html`<button type="button" class="primary" onClick=${() => signOut('problem.expired')}>${t('problem.signInAgain')}</button>`
             : null}
@@ -240,6 +247,15 @@ function Shell({ session, setSession, signOut }) {
     ${view}
     <footer class="foot muted small">${t('time.localUtc', { tz: Intl.DateTimeFormat().resolvedOptions().timeZone })}</footer>
   </div>`;
+}
+
+// ExpiryBanner warns, in the last ten minutes of the token, that the session
+// (and its alerts) will end, while there is time to sign in again.
+function ExpiryBanner({ claims }) {
+  const now = useNow(30_000);
+  const left = S.msUntilExpiry(claims, now);
+  if (!Number.isFinite(left) || left > 10 * 60_000 || left <= 0) return null;
+  return html`<div id="expiry-banner" class="banner banner-warn" role="status">${t('problem.expiresSoon', { d: duration(left / 1000) })}</div>`;
 }
 
 // StaleBanner: a board that silently shows stale data is worse than none.

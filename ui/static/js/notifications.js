@@ -10,6 +10,21 @@ import { t } from './i18n.js';
 
 const supported = () => typeof Notification !== 'undefined';
 
+// shown: the notifications still up, by alert id, to close when the alert is
+// acknowledged or resolved, or the person signs out.
+const shown = new Map();
+
+export function closeNotification(alertId) {
+  const n = shown.get(alertId);
+  if (!n) return;
+  shown.delete(alertId);
+  try {
+    n.close();
+  } catch {
+    // already gone
+  }
+}
+
 // shouldNotify: a critical alert that needs a person and is new to this
 // board in that state, while the tab is not being looked at.
 export function shouldNotify(a, prev, hidden) {
@@ -32,8 +47,9 @@ export function notifyAlert(a, prev) {
     n.onclick = () => {
       window.focus();
       location.hash = '#/alerts';
-      n.close();
+      closeNotification(a.alert_id);
     };
+    shown.set(a.alert_id, n);
   } catch {
     // Some browsers allow notifications only from a service worker; the
     // queue still shows the alert.

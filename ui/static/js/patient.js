@@ -21,14 +21,28 @@ import { AlertActions, SaeClock } from './actions.js';
 import { fetchAudit, fetchPatientAlerts, fetchProtocol, fetchReadings } from './api.js';
 import { Chart, fixed, news2Bands, points, thin, thresholdBands, totalBands } from './chart.js';
 import {
-  bandLabel, consciousnessLabel, featureLabel, localTime, news2Breakdown, outcomeLabel, paramLabel, percent,
-  reasonLabel, riskLabel, statusLabel,
+  bandLabel,
+  consciousnessLabel,
+  featureLabel,
+  findingText,
+  gradeLabel,
+  labelOr,
+  localTime,
+  news2Breakdown,
+  outcomeLabel,
+  paramLabel,
+  percent,
+  reasonLabel,
+  riskLabel,
+  statusLabel,
+  symptomLabel,
+  valueText,
 } from './format.js';
 import { html } from './html.js';
 import { formatNumber, has, locale, onLocale, t } from './i18n.js';
 import { href } from './router.js';
 import { siteRef } from './session.js';
-import { useSite, useStore } from './store.js';
+import { siteRoom, useSite, useStore } from './store.js';
 import { RiskBadge, StatusBadge, Time, useNow } from './ui.js';
 
 const RANGES = [['6h', 6], ['24h', 24], ['72h', 72], ['7d', 168], ['28d', 672]];
@@ -193,21 +207,24 @@ function usePatientData(store, ref, hours) {
     [store, ref.patientKey],
   );
 
-  useReloadOnReconnect(store, () => setReload((n) => n + 1));
+  useReloadOnSnapshot(store, ref, () => setReload((n) => n + 1));
 
   return { readings, alerts, problem, retry: () => setReload((n) => n + 1) };
 }
 
-// useReloadOnReconnect calls reload when the connection comes back after
-// being lost (not on the first connection: the first load covers it).
-function useReloadOnReconnect(store, reload) {
-  const conn = store.connState();
-  const seen = useRef({ live: false, lost: false });
+// useReloadOnSnapshot calls reload whenever the store had to reload the
+// patient's site room (or, for alerts, a home room) from REST: the hub could
+// not replay it after a reconnect, or its offsets showed a gap. What this
+// view holds of the patient may then miss events too.
+function useReloadOnSnapshot(store, ref, reload) {
+  const key = [siteRoom(ref.trial, ref.site), ...store.home].map((r) => store.snapshotCount(r)).join(',');
+  const first = useRef(key);
   useEffect(() => {
-    const up = conn === 'live' || conn === 'recovering';
-    if (up && seen.current.lost) reload();
-    seen.current = up ? { live: true, lost: false } : { live: seen.current.live, lost: seen.current.live };
-  }, [conn]);
+    if (key !== first.current) {
+      first.current = key;
+      reload();
+    }
+  }, [key]);
 }
 
 // useThreshold is the trial's model probability threshold. A trial without
@@ -237,27 +254,7 @@ function useLocale() {
 
 // ---- labels ---------------------------------------------------------------
 
-const labelOr = (key, fallback) => (has(key) ? t(key) : fallback);
 const roleText = (role) => labelOr(`role.${role}`, String(role || ''));
-const symptomLabel = (term) => labelOr(`patient.symptom.${String(term).replace(/\s+/g, '_')}`, String(term).replace(/_/g, ' '));
-const gradeLabel = (g) => t('patient.grade', { n: g, label: labelOr(`patient.grade.${g}`, String(g)) });
-
-function valueText(param, v) {
-  const digits = param === 'temperature' ? 1 : 0;
-  const n = formatNumber(Number(v), { minimumFractionDigits: digits, maximumFractionDigits: digits });
-  return has(`unit.${param}`) ? `${n} ${t(`unit.${param}`)}` : n;
-}
-
-// findingText reads one finding: "Protocol vital limit · Systolic BP 165
-// mmHg · CTCAE grade 3", "Severe symptom · Nausea · severe (3)".
-function findingText(f) {
-  const symptom = f.reason === 'symptom_severe';
-  const subject = f.parameter ? (symptom ? symptomLabel(f.parameter) : labelOr(`param.${f.parameter}`, f.parameter)) : '';
-  const value = f.value != null && f.parameter && !symptom ? valueText(f.parameter, f.value) : '';
-  const grade = f.grade ? (symptom ? gradeLabel(f.grade) : t('patient.finding.ctcae', { n: f.grade })) : '';
-  return [reasonLabel(f.reason), [subject, value].filter(Boolean).join(' '), grade].filter(Boolean).join(' · ');
-}
-
 // ---- view -----------------------------------------------------------------
 
 export function PatientView({ store, trial, site, patient }) {
@@ -583,6 +580,7 @@ const probability = (r) => r.score.model?.probability ?? null;
 const asPercent = (v) => formatNumber(v, { style: 'percent' });
 
 function chartSpecs(list, scale, threshold) {
+  const onOxygen = list.findLast((r) => r.vitals?.on_oxygen != null)?.vitals.on_oxygen ?? true;
   const scored = list.filter((r) => r.score);
   const vitals = VITAL_CHARTS.map((c) => {
     const unit = t(`unit.${c.keys[0]}`);
@@ -592,7 +590,7 @@ function chartSpecs(list, scale, threshold) {
       series: c.keys.map((k) => ({ label: paramLabel(k) })),
       data: series(list.filter((r) => vital(r, c.keys[0]) != null), c.keys, vital),
       yAxis: { span: c.id === 'spo2' && scale === 2 ? [78, 100] : c.span },
-      bands: news2Bands(c.keys[0], scale),
+      bands: news2Bands(c.keys[0], scale, onOxygen),
       format: fixed(c.digits || 0),
     };
   });

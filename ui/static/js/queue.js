@@ -11,24 +11,15 @@ import { html } from './html.js';
 import { t, tn } from './i18n.js';
 import { href } from './router.js';
 import { SEVERITIES, sortedAlerts } from './state.js';
-import { duration, localTime, paramLabel, reasonLabel } from './format.js';
+import { duration, exactTime, findingText, localTime, reasonLabel } from './format.js';
 import { AlertActions, SaeClock } from './actions.js';
 import { RiskBadge, StatusBadge, Time, useNow } from './ui.js';
 
 const STATUSES = ['open', 'escalated', 'acknowledged'];
 
-function finding(f) {
-  const what = f.parameter ? (t(`param.${f.parameter}`) !== `param.${f.parameter}` ? paramLabel(f.parameter) : f.parameter) : '';
-  const parts = [reasonLabel(f.reason)];
-  if (what) parts.push(what);
-  if (f.value != null) parts.push(String(f.value));
-  if (f.grade) parts.push(t('queue.grade', { g: f.grade }));
-  return parts.join(' · ');
-}
-
 function Signed({ label, sig }) {
   if (!sig) return null;
-  return html`<p class="signed small"><strong>${label}</strong> ${sig.name} (${t(`role.${sig.role}`)}), <time datetime=${sig.at} title=${localTime(sig.at)}>${localTime(sig.at, { dateStyle: 'short', timeStyle: 'short' })}</time>: “${sig.reason}”</p>`;
+  return html`<p class="signed small"><strong>${label}</strong> ${sig.name} (${t(`role.${sig.role}`)}), <time datetime=${sig.at} title=${exactTime(sig.at)}>${localTime(sig.at, { dateStyle: 'short', timeStyle: 'short' })}</time>: “${sig.reason}”</p>`;
 }
 
 export function AlertCard({ store, a, now }) {
@@ -40,20 +31,41 @@ export function AlertCard({ store, a, now }) {
       <span class="muted small">${t('nav.trialSite', { trial: a.trial_id, site: a.site_id })}</span>
       <${StatusBadge} status=${a.status} />
       <span class="spacer"></span>
-      <span class="age" title=${localTime(a.opened_at)}>${t('queue.openFor', { d: duration(age) })}</span>
+      <span class="age" title=${exactTime(a.opened_at)}>${t('queue.openFor', { d: duration(age) })}</span>
     </div>
     <ul class="reasons">
-      ${(a.findings && a.findings.length ? a.findings.map(finding) : (a.reasons || []).map(reasonLabel)).map((r, i) => html`<li key=${i}>${r}</li>`)}
+      ${(a.findings && a.findings.length ? a.findings.map(findingText) : (a.reasons || []).map(reasonLabel)).map((r, i) => html`<li key=${i}>${r}</li>`)}
     </ul>
     ${a.current_risk && a.current_risk !== a.severity ? html`<p class="small muted">${t('queue.currentRisk', { risk: t(`risk.${a.current_risk}`) })}</p>` : null}
     ${a.next_escalation_at && a.status !== 'resolved'
-      ? html`<p class="small muted">${t(a.status === 'acknowledged' ? 'queue.reopensAt' : 'queue.nextTier', { time: localTime(a.next_escalation_at, { timeStyle: 'short' }) })}${a.tier >= 0 ? ` · ${t('queue.tier', { n: a.tier + 1 })}` : ''}</p>`
+      ? html`<p class="small muted" title=${exactTime(a.next_escalation_at)}>${t(a.status === 'acknowledged' ? 'queue.reopensAt' : 'queue.nextTier', { time: localTime(a.next_escalation_at, { timeStyle: 'short' }) })}${a.tier >= 0 ? ` · ${t('queue.tier', { n: a.tier + 1 })}` : ''}</p>`
       : null}
     <${Signed} label=${t('queue.ackedBy')} sig=${a.acknowledged} />
     <${Signed} label=${t('queue.saeBy')} sig=${a.possible_sae} />
     <${SaeClock} alert=${a} now=${now} />
     <${AlertActions} store=${store} alert=${a} />
   </li>`;
+}
+
+// ReportsDue lists the alerts resolved as serious adverse events whose
+// report to the sponsor is still to be made or just made: the 24-hour clock
+// runs on after the alert leaves the queue.
+function ReportsDue({ store, now }) {
+  const list = [...store.reports.values()].sort((a, b) => Date.parse(a.report_due_at) - Date.parse(b.report_due_at));
+  if (!list.length) return null;
+  return html`<section id="reports-due" class="reports" aria-labelledby="reports-h">
+    <h2 id="reports-h">${t('queue.reportsDue')} <span class="count">${list.length}</span></h2>
+    <ul>
+      ${list.map(
+        (a) => html`<li key=${a.alert_id} data-alert-id=${a.alert_id}>
+          <a href=${href({ view: 'patient', trial: a.trial_id, site: a.site_id, patient: a.patient_id })}>${a.patient_id}</a>
+          <span class="muted small">${t('nav.trialSite', { trial: a.trial_id, site: a.site_id })}</span>
+          <span class="small">${t('queue.resolvedSae', { name: a.resolved?.name || '' })}</span>
+          <${SaeClock} alert=${a} now=${now} />
+        </li>`,
+      )}
+    </ul>
+  </section>`;
 }
 
 export function QueueView({ store }) {
@@ -105,6 +117,7 @@ export function QueueView({ store }) {
       </form>
       ${store.queue.error ? html`<p class="error" role="alert">${t('queue.loadError', { detail: store.queue.error })}</p>` : null}
       <p class="sr-only" aria-live="polite">${tn('queue.shown', list.length)}</p>
+      <${ReportsDue} store=${store} now=${now} />
       <ol id="queue-list" class="queue-list">
         ${list.map((a) => html`<${AlertCard} key=${a.alert_id} store=${store} a=${a} now=${now} />`)}
         ${list.length === 0

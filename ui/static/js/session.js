@@ -59,6 +59,18 @@ export function isTrialWide(claims) {
   return TRIAL_WIDE.includes(claims.role);
 }
 
+// canSeeTrial and canSeeSite mirror the server's rules (auth.Claims): a
+// whole trial for safety, on-call and admin roles that name it in "trials";
+// a site for anyone naming it in "sites", or whose trial they may see. The
+// board asks only for what these allow, so it is never refused.
+export function canSeeTrial(claims, trial) {
+  return isTrialWide(claims) && Array.isArray(claims.trials) && claims.trials.map(String).includes(trial);
+}
+
+export function canSeeSite(claims, trial, site) {
+  return sitesOf(claims).some((s) => s.trial === trial && s.site === site) || canSeeTrial(claims, trial);
+}
+
 // sitesOf lists the sites named in the token ("T008/S01").
 export function sitesOf(claims) {
   const out = [];

@@ -14,8 +14,15 @@ function ts(s) {
   return Number.isFinite(t) ? t : 0;
 }
 
+// dict is a map keyed by ids from outside (patient and alert ids): with no
+// prototype, an id such as "__proto__" or "constructor" is a key like any
+// other, never an inherited property or the prototype's setter.
+export function dict(from) {
+  return from ? Object.assign(Object.create(null), from) : Object.create(null);
+}
+
 export function emptyBoard() {
-  return { patients: {}, loaded: false, model: null };
+  return { patients: dict(), loaded: false, model: null };
 }
 
 // noteModel records what the newest score says of the risk model: scored
@@ -50,7 +57,7 @@ function mergeRow(cur, e) {
 
 // applyPatients merges GET …/patients into a site's board.
 export function applyPatients(state, patients) {
-  const next = { ...state, loaded: true, patients: { ...state.patients } };
+  const next = { ...state, loaded: true, patients: dict(state.patients) };
   for (const e of patients || []) {
     if (!e || !e.patient_id) continue;
     next.patients[e.patient_id] = mergeRow(state.patients[e.patient_id], e);
@@ -60,14 +67,14 @@ export function applyPatients(state, patients) {
 }
 
 export function emptyQueue() {
-  return { alerts: {}, loaded: false, error: null };
+  return { alerts: dict(), loaded: false, error: null };
 }
 
 // applyAlertSnapshot replaces the queue's alerts with a snapshot of the
 // unresolved ones. touched holds the alert events applied while the snapshot
 // was in flight, which may be newer than it.
 export function applyAlertSnapshot(queue, alerts, touched) {
-  const fresh = {};
+  const fresh = dict();
   for (const a of alerts || []) if (a?.alert_id && a.status !== 'resolved') fresh[a.alert_id] = a;
   for (const [id, a] of touched || []) {
     const s = fresh[id];
@@ -118,7 +125,9 @@ export function applyScore(state, d) {
       score: d,
     };
   }
-  const next = { ...state, patients: { ...state.patients, [d.patient_id]: row }, model: noteModel(state.model, d) };
+  const patients = dict(state.patients);
+  patients[d.patient_id] = row;
+  const next = { ...state, patients, model: noteModel(state.model, d) };
   return { state: next, changed: true, stale: row.vitalsFor !== row.reading_id };
 }
 
@@ -126,7 +135,7 @@ export function applyScore(state, d) {
 export function applyAlert(queue, a) {
   const cur = queue.alerts[a.alert_id];
   if (cur && ts(cur.updated_at) > ts(a.updated_at)) return queue;
-  const alerts = { ...queue.alerts };
+  const alerts = dict(queue.alerts);
   if (a.status === 'resolved') delete alerts[a.alert_id];
   else alerts[a.alert_id] = a;
   return { ...queue, alerts };

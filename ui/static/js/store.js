@@ -1,27 +1,32 @@
 // BoardStore is the board's live data for one signed-in tab: one LiveClient
 // (one WebSocket), the alert queue of everything the token may see, and the
 // patients of each site a view is watching. Views read it and subscribe;
-// changes are announced at most once per animation frame, so a burst of
-// events costs one render, not one per event.
+// changes are announced at most once per animation frame (and ten times a
+// second), so a burst of events costs one render, not one per event.
 //
-// Rooms: the "home" rooms (a PI's or CRA's site rooms; the trial rooms of
-// safety, on-call and admin) carry every alert the token may see, so the
-// queue and browser notifications work from any view; a watched site adds
-// its room for scores.
+// Rooms: the "home" rooms (the trial rooms of the trials a safety, on-call
+// or admin token names; the site rooms of every other site the token names)
+// carry every alert the token may see, so the queue and browser
+// notifications work from any view; a watched site adds its room for scores.
 
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, fetchAlerts, fetchPatients, fetchProtocol } from './api.js';
+import { ApiError, fetchAlerts, fetchPatients, fetchProtocol, fetchResolvedSince } from './api.js';
 import { LiveClient, STATE } from './live.js';
-import { notifyAlert } from './notifications.js';
+import { closeNotification, notifyAlert } from './notifications.js';
 import { applyAlert, applyAlertSnapshot, applyPatients, applyScore, emptyBoard, emptyQueue, newerModel } from './state.js';
 import * as S from './session.js';
 
 const FLASH_MS = 2500;
-// MIN_FLUSH_MS spaces renders out under a stream of events: a board with 500
-// rows re-lays its table on every render, and ten a second is as fast as
-// anyone reads.
+// MIN_FLUSH_MS spaces renders out under a stream of events: ten a second is
+// as fast as anyone reads, and each render of a big table costs layout.
 const MIN_FLUSH_MS = 100;
 const RETRY_MS = 5000;
+// LINGER_MS keeps a site's room and patients after its last view closes, so
+// going from a site to a patient and back is instant.
+const LINGER_MS = 60_000;
+// A resolved alert judged an SAE stays in the queue's "reports due" while its
+// 24-hour clock matters: this long after its resolution.
+const REPORTS_WINDOW_MS = 48 * 3600_000;
 
 export const CONN = { ...STATE, RECOVERING: 'recovering' };
 
@@ -29,32 +34,41 @@ export function siteRoom(trial, site) {
   return `site:${trial}:${site}`;
 }
 
+// homeRooms are the rooms that carry every alert the token may see.
 export function homeRooms(claims) {
-  if (S.isTrialWide(claims)) return S.trialsOf(claims).map((t) => `trial:${t}`);
-  return S.sitesOf(claims).map((s) => siteRoom(s.trial, s.site));
+  const rooms = [];
+  for (const t of S.trialsOf(claims)) if (S.canSeeTrial(claims, t)) rooms.push(`trial:${t}`);
+  for (const s of S.sitesOf(claims)) if (!S.canSeeTrial(claims, s.trial)) rooms.push(siteRoom(s.trial, s.site));
+  return rooms;
 }
 
 function wsURL() {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 }
 
+function reportDue(a) {
+  return a.status === 'resolved' && a.outcome === 'sae' && a.report_due_at && Date.now() - Date.parse(a.updated_at) < REPORTS_WINDOW_MS;
+}
+
 export class BoardStore {
-  constructor({ token, claims, onExpired }) {
+  constructor({ token, claims }) {
     this.token = token;
     this.claims = claims;
-    this.onExpired = onExpired;
     this.conn = { state: STATE.CONNECTING };
     this.queue = emptyQueue();
-    this.queueCtl = { inflight: false, again: false, touched: null, timer: null };
+    this.queueCtl = { inflight: false, again: false, recover: false, touched: null, timer: null };
+    this.reports = new Map(); // alert_id -> resolved SAE alert whose report clock runs
     this.sites = new Map(); // "T/S" -> watched site
     this.flashes = new Map(); // "T/S/P" -> n
+    this.snapshots = new Map(); // room -> snapshots taken since start (views reload on change)
     this.model = null;
-    this.problem = null; // {kind: expired|forbidden|error, message}
+    this.problem = null; // {kind: expired|forbidden|error, key, …}
     this.recovering = 0;
     this.version = 0;
     this.listeners = new Set();
     this.eventListeners = new Set();
     this.raf = 0;
+    this.lastFlush = 0;
     this.dead = false;
     this.abort = new AbortController();
     this.home = homeRooms(claims);
@@ -65,16 +79,20 @@ export class BoardStore {
       token,
       onState: (state, info) => {
         this.conn = { state, ...info };
+        // Live again: a transient server error is over.
+        if (state === STATE.LIVE && this.problem?.kind === 'error') this.problem = null;
         this.changed();
       },
       onEvent: (room, data) => this.onEvent(room, data),
       onSnapshotNeeded: (room) => this.onSnapshotNeeded(room),
       onServerError: (msg) => {
         if (msg.code === 'forbidden') this.setProblem({ kind: 'forbidden', key: 'problem.forbidden', room: msg.room });
-        else if (msg.code !== 'invalid_token') this.setProblem({ kind: 'error', key: 'problem.server', detail: msg.message || msg.code, room: msg.room });
+        else if (msg.code === 'invalid_token') this.setProblem({ kind: 'error', key: 'problem.refreshRejected' });
+        else this.setProblem({ kind: 'error', key: 'problem.server', detail: msg.message || msg.code });
       },
       onAuthClosed: () => this.expired(),
     });
+    this.client.tokenExp = claims.exp;
   }
 
   start() {
@@ -84,13 +102,27 @@ export class BoardStore {
     this.loadTrialSites();
   }
 
-  // loadTrialSites lists, for trial-wide roles, the sites their trials'
-  // protocols name, for the site switcher.
+  stop() {
+    this.dead = true;
+    this.abort.abort();
+    this.client.stop();
+    cancelAnimationFrame(this.raf);
+    clearTimeout(this.raf);
+    clearTimeout(this.queueCtl.timer);
+    for (const w of this.sites.values()) {
+      clearTimeout(w.retry);
+      clearTimeout(w.linger);
+    }
+    for (const id of Object.keys(this.queue.alerts)) closeNotification(id);
+  }
+
+  // loadTrialSites lists the sites of the trials the token sees whole, from
+  // their protocols, for the site switcher.
   async loadTrialSites() {
-    if (!S.isTrialWide(this.claims)) return;
+    const trials = S.trialsOf(this.claims).filter((t) => S.canSeeTrial(this.claims, t));
     const found = [];
     await Promise.all(
-      S.trialsOf(this.claims).map((trial) =>
+      trials.map((trial) =>
         fetchProtocol(trial, this.token, this.abort.signal)
           .then((p) => {
             for (const s of Array.isArray(p?.sites) ? p.sites : []) found.push(S.siteRef(trial, String(s)));
@@ -103,23 +135,14 @@ export class BoardStore {
     this.changed();
   }
 
-  stop() {
-    this.dead = true;
-    this.abort.abort();
-    this.client.stop();
-    cancelAnimationFrame(this.raf);
-    clearTimeout(this.raf);
-    clearTimeout(this.queueCtl.timer);
-    for (const w of this.sites.values()) clearTimeout(w.retry);
-  }
-
   // listen calls f after changes, at most once per animation frame.
   listen(f) {
     this.listeners.add(f);
     return () => this.listeners.delete(f);
   }
 
-  // onEvents calls f(room, data) for every live event, at once.
+  // onEvents calls f(room, data) for every live event, at once (room is
+  // null for the result of a person's own action).
   onEvents(f) {
     this.eventListeners.add(f);
     return () => this.eventListeners.delete(f);
@@ -136,9 +159,8 @@ export class BoardStore {
     };
     // On the next animation frame at least MIN_FLUSH_MS after the last one;
     // a hidden tab gets no frames and catches up when shown.
-    const frame = () => requestAnimationFrame(flush);
-    const wait = MIN_FLUSH_MS - (performance.now() - (this.lastFlush || 0));
-    if (wait > 0) this.raf = setTimeout(frame, wait);
+    const wait = MIN_FLUSH_MS - (performance.now() - this.lastFlush);
+    if (wait > 0) this.raf = setTimeout(() => requestAnimationFrame(flush), wait);
     else this.raf = requestAnimationFrame(flush);
   }
 
@@ -155,6 +177,13 @@ export class BoardStore {
     return [...r];
   }
 
+  // snapshotCount changes whenever the store reloaded a room from REST
+  // because the hub could not replay it: a view holding its own copy of
+  // that room's data reloads it then.
+  snapshotCount(room) {
+    return this.snapshots.get(room) || 0;
+  }
+
   setProblem(p) {
     this.problem = p;
     this.changed();
@@ -162,9 +191,8 @@ export class BoardStore {
 
   expired() {
     this.client.stop();
-    this.conn = { state: STATE.OFFLINE, reason: 'session expired' };
+    this.conn = { state: STATE.OFFLINE, reason: 'expired' };
     this.setProblem({ kind: 'expired', key: 'problem.expired' });
-    this.onExpired?.();
   }
 
   // setToken takes a fresh token of the same person (step-up sign-in) for
@@ -172,25 +200,31 @@ export class BoardStore {
   setToken(token, claims) {
     this.token = token;
     this.claims = claims;
-    this.client.refresh(token);
+    this.client.refresh(token, claims.exp);
   }
 
   // watchSite subscribes to a site's room and loads its patients; the
-  // returned function releases it.
+  // returned function releases it (after LINGER_MS without another view).
   watchSite(ref) {
     let w = this.sites.get(ref.key);
     if (!w) {
-      w = { ref, room: siteRoom(ref.trial, ref.site), users: 0, data: emptyBoard(), inflight: false, again: false, problem: null, retry: null };
+      w = { ref, room: siteRoom(ref.trial, ref.site), users: 0, data: emptyBoard(), inflight: false, again: false, recover: false, problem: null, retry: null, linger: null };
       this.sites.set(ref.key, w);
       this.client.setRooms(this.rooms());
       this.loadSite(w);
     }
+    clearTimeout(w.linger);
     w.users++;
     return () => {
       if (--w.users > 0) return;
-      clearTimeout(w.retry);
-      this.sites.delete(ref.key);
-      if (!this.dead) this.client.setRooms(this.rooms());
+      w.linger = setTimeout(() => {
+        if (w.users > 0 || this.dead) return;
+        clearTimeout(w.retry);
+        this.sites.delete(ref.key);
+        this.client.setRooms(this.rooms());
+        this.noteModel();
+        this.changed();
+      }, LINGER_MS);
     };
   }
 
@@ -206,6 +240,13 @@ export class BoardStore {
     return this.flashes.get(`${trial}/${site}/${patient}`) || 0;
   }
 
+  // noteModel: the banner follows the newest score of the sites on screen.
+  noteModel() {
+    let m = null;
+    for (const w of this.sites.values()) m = newerModel(m, w.data.model);
+    this.model = m;
+  }
+
   failed(e) {
     if (e instanceof ApiError && e.status === 401) {
       this.expired();
@@ -217,67 +258,94 @@ export class BoardStore {
   async loadSite(w, recovering = false) {
     if (w.inflight) {
       w.again = true;
+      w.recover ||= recovering;
       return;
     }
     w.inflight = true;
     if (recovering) this.recovering++;
+    const current = () => !this.dead && this.sites.get(w.ref.key) === w;
     try {
       const patients = await fetchPatients(w.ref, this.token, this.abort.signal);
-      if (this.dead || this.sites.get(w.ref.key) !== w) return;
+      if (!current()) return;
       w.data = applyPatients(w.data, patients);
-      this.model = newerModel(this.model, w.data.model);
       w.problem = null;
+      this.noteModel();
+      if (recovering) this.snapshots.set(w.room, this.snapshotCount(w.room) + 1);
     } catch (e) {
-      if (e.name === 'AbortError' || this.dead || this.failed(e)) return;
+      if (e.name === 'AbortError' || !current() || this.failed(e)) return;
       if (e.status === 403) {
         w.problem = { kind: 'forbidden', key: 'problem.forbiddenSite', site: w.ref.key };
       } else {
-        w.problem = { kind: 'error', key: 'problem.loadSite', site: w.ref.key, detail: e.message };
+        w.problem = { kind: 'error', key: 'problem.loadSite', site: w.ref.key, detail: e.message, unreachable: e.status === 0 };
         clearTimeout(w.retry);
-        w.retry = setTimeout(() => this.loadSite(w), RETRY_MS);
+        w.retry = setTimeout(() => current() && this.loadSite(w, true), RETRY_MS);
       }
     } finally {
       w.inflight = false;
       if (recovering) this.recovering--;
       this.changed();
-      if (w.again && !this.dead) {
+      if (w.again && current()) {
+        const again = w.recover;
         w.again = false;
-        this.loadSite(w);
+        w.recover = false;
+        this.loadSite(w, again);
       }
     }
   }
 
   // loadQueue replaces the alert queue with every unresolved alert the token
-  // may see; alert events that arrive meanwhile are kept if newer.
+  // may see (and the resolved SAEs whose report clock runs); alert events
+  // that arrive meanwhile, and a person's own actions, are kept if newer.
   async loadQueue(recovering = false) {
     const q = this.queueCtl;
     if (q.inflight) {
       q.again = true;
+      q.recover ||= recovering;
       return;
     }
     q.inflight = true;
     q.touched = new Map();
     if (recovering) this.recovering++;
     try {
-      const lists = await Promise.all(S.trialsOf(this.claims).map((trial) => fetchAlerts({ trial }, this.token, this.abort.signal)));
+      const trials = S.trialsOf(this.claims);
+      const since = Date.now() - REPORTS_WINDOW_MS;
+      const [open, resolved] = await Promise.all([
+        Promise.all(trials.map((trial) => fetchAlerts({ trial }, this.token, this.abort.signal))),
+        Promise.all(trials.map((trial) => fetchResolvedSince(trial, since, this.token, this.abort.signal))),
+      ]);
       if (this.dead) return;
-      this.queue = applyAlertSnapshot(this.queue, lists.flat(), q.touched);
+      const prev = this.queue;
+      this.queue = applyAlertSnapshot(this.queue, open.flat(), q.touched);
       this.queue.error = null;
+      // An alert first seen in a snapshot (missed while disconnected)
+      // notifies like one seen live.
+      for (const a of Object.values(this.queue.alerts)) if (prev.loaded) notifyAlert(a, prev.alerts[a.alert_id]);
+      for (const id of Object.keys(prev.alerts)) if (!this.queue.alerts[id]) closeNotification(id);
+      for (const a of resolved.flat()) if (reportDue(a)) this.reports.set(a.alert_id, a);
+      for (const [id, a] of q.touched) this.noteReport(id, a);
+      if (recovering) for (const r of this.home) this.snapshots.set(r, this.snapshotCount(r) + 1);
     } catch (e) {
       if (e.name === 'AbortError' || this.dead || this.failed(e)) return;
-      this.queue = { ...this.queue, error: e.message };
+      this.queue = { ...this.queue, error: e.message, unreachable: e.status === 0 };
       clearTimeout(q.timer);
-      q.timer = setTimeout(() => this.loadQueue(), RETRY_MS);
+      q.timer = setTimeout(() => this.loadQueue(true), RETRY_MS);
     } finally {
       q.inflight = false;
       q.touched = null;
       if (recovering) this.recovering--;
       this.changed();
       if (q.again && !this.dead) {
+        const again = q.recover;
         q.again = false;
-        this.loadQueue();
+        q.recover = false;
+        this.loadQueue(again);
       }
     }
+  }
+
+  noteReport(id, a) {
+    if (reportDue(a)) this.reports.set(id, a);
+    else this.reports.delete(id);
   }
 
   onSnapshotNeeded(room) {
@@ -298,18 +366,27 @@ export class BoardStore {
         }
       }
     } else if (d.kind === 'alert') {
-      notifyAlert(d, this.queue.alerts[d.alert_id]);
-      this.queueCtl.touched?.set(d.alert_id, d);
-      this.queue = applyAlert(this.queue, d);
+      this.applyAlert(d);
     }
     for (const f of this.eventListeners) f(room, d);
     this.changed();
   }
 
+  applyAlert(a) {
+    this.queueCtl.touched?.set(a.alert_id, a);
+    const prev = this.queue.alerts[a.alert_id];
+    const next = applyAlert(this.queue, a);
+    if (next === this.queue) return; // older than what the queue holds
+    this.queue = next;
+    notifyAlert(a, prev);
+    if (a.status === 'acknowledged' || a.status === 'resolved') closeNotification(a.alert_id);
+    this.noteReport(a.alert_id, a);
+  }
+
   // acted applies the alert a person's action returned at once, ahead of its
   // event, so the board answers the click without waiting for the bus.
   acted(a) {
-    this.queue = applyAlert(this.queue, a);
+    this.applyAlert(a);
     for (const f of this.eventListeners) f(null, a);
     this.changed();
   }
@@ -326,7 +403,9 @@ export class BoardStore {
     }, FLASH_MS);
   }
 
-  // test and debug hooks (window.__vigil)
+  // hooks are the test and debugging handles (window.__vigil), installed
+  // only when a test asks for them (window.__vigilTest): the store holds
+  // the token.
   hooks() {
     const client = this.client;
     return {

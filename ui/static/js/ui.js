@@ -32,6 +32,9 @@ export function Dialog({ title, onClose, children, id, wide = false }) {
     const back = document.activeElement;
     if (d && !d.open) d.showModal();
     return () => {
+      // Closed first: while the modal is open the page behind it is inert
+      // and cannot take focus.
+      if (d?.open) d.close();
       if (back && typeof back.focus === 'function' && document.contains(back)) back.focus();
     };
   }, []);
@@ -56,4 +59,9 @@ export function useNow(ms) {
     return () => clearInterval(id);
   }, [ms]);
   return now;
+}
+
+// problemText reads a problem the store or a view recorded.
+export function problemText(p) {
+  return t(p.key, { ...p, detail: p.unreachable ? t('problem.unreachable') : p.detail });
 }

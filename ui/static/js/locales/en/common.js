@@ -100,6 +100,10 @@ export default {
   'conn.offline': 'Offline',
   'conn.liveTitle': 'Receiving updates as they happen',
   'conn.recoveringTitle': 'Reconnected; loading what was missed',
+  'conn.reason.offline': 'The browser is offline',
+  'conn.reason.expired': 'The session has ended',
+  'conn.reason.closed': 'The connection closed (code {code})',
+  'conn.reason.cannot_open': 'The connection could not be opened',
   'conn.staleBanner': 'Not live: the board may be missing updates since {since}. Reconnecting…',
 
   'problem.expired': 'Your session has expired. Sign in again.',
@@ -107,6 +111,9 @@ export default {
   'problem.forbiddenSite': 'Your token does not give access to site {site}.',
   'problem.loadSite': 'Could not load {site}: {detail}. Retrying…',
   'problem.server': 'Server: {detail}',
+  'problem.refreshRejected': 'The new token was refused for the live connection; updates continue until the old one expires.',
+  'problem.unreachable': 'the server cannot be reached',
+  'problem.expiresSoon': 'Your session ends in {d}: sign in again to keep receiving alerts.',
   'problem.signInAgain': 'Sign in again',
 
   'signin.title': 'Sign in',

@@ -13,13 +13,15 @@ export default {
   'queue.shown.one': '{n} alert shown',
   'queue.shown.other': '{n} alerts shown',
   'queue.openFor': 'open for {d}',
-  'queue.grade': 'grade {g}',
   'queue.currentRisk': 'Latest reading: {risk} risk',
   'queue.nextTier': 'Next escalation at {time}',
   'queue.reopensAt': 'Re-opens at {time} unless resolved',
   'queue.tier': 'tier {n} notified',
   'queue.ackedBy': 'Acknowledged by',
   'queue.saeBy': 'Marked possible SAE by',
+
+  'queue.reportsDue': 'SAE reports to the sponsor',
+  'queue.resolvedSae': 'resolved as SAE by {name}',
 
   'act.group': 'Actions for the alert of {id}',
   'act.ack': 'Acknowledge',

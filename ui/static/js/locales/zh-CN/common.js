@@ -100,6 +100,10 @@ export default {
   'conn.offline': '离线',
   'conn.liveTitle': '正在实时接收更新',
   'conn.recoveringTitle': '已重新连接；正在加载错过的内容',
+  'conn.reason.offline': '浏览器处于离线状态',
+  'conn.reason.expired': '会话已结束',
+  'conn.reason.closed': '连接已关闭（代码 {code}）',
+  'conn.reason.cannot_open': '无法建立连接',
   'conn.staleBanner': '非实时：看板可能缺少自 {since} 以来的更新。正在重新连接…',
 
   'problem.expired': '您的会话已过期，请重新登录。',
@@ -107,6 +111,9 @@ export default {
   'problem.forbiddenSite': '您的令牌无权访问中心 {site}。',
   'problem.loadSite': '无法加载 {site}：{detail}。正在重试…',
   'problem.server': '服务器：{detail}',
+  'problem.refreshRejected': '实时连接拒绝了新令牌；在旧令牌过期前仍会继续更新。',
+  'problem.unreachable': '无法连接服务器',
+  'problem.expiresSoon': '您的会话将在 {d} 后结束：请重新登录以继续接收警报。',
   'problem.signInAgain': '重新登录',
 
   'signin.title': '登录',

@@ -13,13 +13,15 @@ export default {
   'queue.shown.one': '显示 {n} 条警报',
   'queue.shown.other': '显示 {n} 条警报',
   'queue.openFor': '已持续 {d}',
-  'queue.grade': '{g} 级',
   'queue.currentRisk': '最新读数：{risk}风险',
   'queue.nextTier': '下次升级时间 {time}',
   'queue.reopensAt': '如未解决，将于 {time} 重新打开',
   'queue.tier': '已通知第 {n} 级',
   'queue.ackedBy': '确认人',
   'queue.saeBy': '标记疑似 SAE 者',
+
+  'queue.reportsDue': '向申办方报告 SAE',
+  'queue.resolvedSae': '由 {name} 判定为 SAE 并解决',
 
   'act.group': '{id} 的警报操作',
   'act.ack': '确认',
