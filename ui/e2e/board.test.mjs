@@ -36,7 +36,8 @@ const protocol = (extra = {}) => ({
   trial_id: TRIAL,
   title: 'T008 (e2e)',
   sites: ['S01', 'S02'],
-  schedule: { every: '4h', grace: '1h' },
+  // Compound durations, as the server writes them back ("1h30m0s").
+  schedule: { every: '1h30m', grace: '30m' },
   escalation: { tiers: [{ name: 'site', after: '10m', channels: [{ kind: 'board' }] }], repeat: '15m' },
   ...extra,
 });
@@ -139,6 +140,8 @@ describe('board', () => {
 
     // An unregistered patient (no registry record) is marked.
     await cell(page, 'P1002', 'unregistered').waitFor();
+    // Overdue after the protocol's schedule plus grace (1h30m + 30m).
+    assert.match(await page.locator('.patients-panel .panel-head').innerText(), /no reading for 2 h/);
 
     await screenshot(page, 'site-board.png', { fullPage: false });
     assert.deepEqual(problems, []);
@@ -376,6 +379,67 @@ describe('board', () => {
     await page.locator('#nav-alerts').filter({ hasText: 'Alert queue' }).waitFor();
     await page.reload();
     await page.locator('#nav-alerts').filter({ hasText: 'Alert queue' }).waitFor({ timeout: WAIT });
+    assert.deepEqual(problems, []);
+  });
+
+  test('a possible SAE is marked from the queue, and its clock outlives the alert', { timeout: 60_000 }, async (t) => {
+    const { page, problems } = await newPage(t);
+    await openBoard(page, base, tokens.pi);
+    await postReading('P1070', CRITICAL);
+    await page.locator('#alerts li[data-patient="P1070"]').waitFor({ timeout: WAIT });
+    await page.click('#nav-alerts');
+    const card = page.locator('#queue-list li[data-patient="P1070"]');
+    await card.locator('button[data-action="possible_sae"]').click();
+    const mark = page.locator('dialog#act-possible_sae');
+    await mark.locator('textarea[name="reason"]').fill('Admitted to hospital overnight.');
+    await mark.locator('button[data-submit="possible_sae"]').click();
+    await mark.waitFor({ state: 'detached' });
+    const clock = card.locator('[data-field="sae-clock"]');
+    await clock.waitFor({ timeout: WAIT });
+    assert.match(await clock.innerText(), /SAE report to sponsor:\s+(24 h|23 h \d+ min) left/);
+    assert.equal(await card.locator('button[data-action="possible_sae"]').count(), 0, 'marked once');
+
+    // Resolved as an SAE, it leaves the queue; its clock stays in view.
+    await card.locator('button[data-action="resolve"]').click();
+    const resolve = page.locator('dialog#act-resolve');
+    await resolve.locator('input[name="outcome"][value="sae"]').check();
+    await resolve.locator('textarea[name="reason"]').fill('Hospitalisation: serious.');
+    await resolve.locator('button[data-submit="resolve"]').click();
+    await resolve.waitFor({ state: 'detached' });
+    await card.waitFor({ state: 'detached', timeout: WAIT });
+    const due = page.locator('#reports-due li').filter({ hasText: 'P1070' });
+    await due.waitFor({ timeout: WAIT });
+    await due.locator('[data-field="sae-clock"]').waitFor();
+    // A reload still shows it (from the server, not only this tab's memory).
+    await page.reload();
+    await page.locator('#reports-due li').filter({ hasText: 'P1070' }).waitFor({ timeout: WAIT });
+    assert.deepEqual(problems, []);
+  });
+
+  test('ids that are names of JavaScript built-ins are ordinary patients', { timeout: 60_000 }, async (t) => {
+    const { page, problems } = await newPage(t);
+    await openBoard(page, base, tokens.pi);
+    await postReading('__proto__', CRITICAL);
+    await postReading('constructor', NORMAL);
+    await cell(page, '__proto__', 'news2').and(page.locator('[data-value="17"]')).waitFor({ timeout: WAIT });
+    await cell(page, '__proto__', 'alert').waitFor({ timeout: WAIT });
+    await cell(page, 'constructor', 'news2').and(page.locator('[data-value="0"]')).waitFor({ timeout: WAIT });
+    assert.equal(await cell(page, 'constructor', 'alert').count(), 0, 'no alert flag from a built-in');
+    assert.deepEqual(problems, []);
+  });
+
+  test('offline and back: the board says so, then catches up', { timeout: 60_000 }, async (t) => {
+    const { page, problems } = await newPage(t, [/WebSocket/, /ERR_INTERNET_DISCONNECTED/, /Failed to load resource/]);
+    await openBoard(page, base, tokens.pi);
+    await page.context().setOffline(true);
+    await page.locator('#conn[data-state="offline"]').waitFor({ timeout: WAIT });
+    await page.locator('#stale-banner').waitFor();
+    const missed = await postReading('P1080', SLIGHTLY_OFF);
+    await waitScored(missed.reading_id);
+    await page.context().setOffline(false);
+    await page.locator('#conn[data-state="live"]').waitFor({ timeout: WAIT });
+    await cell(page, 'P1080', 'news2').and(page.locator('[data-value="3"]')).waitFor({ timeout: WAIT });
+    await page.locator('#stale-banner').waitFor({ state: 'detached' });
     assert.deepEqual(problems, []);
   });
 

@@ -184,7 +184,7 @@ export class VigilServer {
     this.env = env;
     this.child = null;
     // tokens: minted tokens by name ("pi", or a patient id), see token().
-    this.tokens = {};
+    this.tokens = Object.create(null); // patient ids may be "__proto__"
   }
 
   log() {
