@@ -68,7 +68,7 @@ e2e: build
 
 # The README's screenshots are the browser tests' own: run them, then copy.
 screenshots: e2e
-	cp ui/e2e/out/site-board.png ui/e2e/out/alert-queue.png ui/e2e/out/patient-view.png \
+	cp ui/e2e/out/site-board.png ui/e2e/out/alert-queue.png ui/e2e/out/patient-charts.png ui/e2e/out/patient-view.png \
 	   ui/e2e/out/trial-overview.png ui/e2e/out/alert-queue-phone-zh.png docs/screenshots/
 
 # The board in Chromium with 500 patients and 20 readings a second: frame

@@ -518,6 +518,8 @@ describe('keyboard', () => {
 
     await page.keyboard.press('Escape');
     await dialog.waitFor({ state: 'detached' });
+    // The dialog leaves the page first; focus comes back just after.
+    await page.waitForFunction((b) => b === document.activeElement, button, { timeout: 2000 }).catch(() => {});
     assert.equal(await button.evaluate((b) => b === document.activeElement), true, 'focus returns to the button');
     assert.deepEqual(problems, []);
   });

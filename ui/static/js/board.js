@@ -29,15 +29,20 @@ import { AlertActions, SaeClock } from './actions.js';
 import { RiskBadge, StatusBadge, Time, problemText, useNow } from './ui.js';
 
 const TREND_REFRESH_MS = 5 * 60_000;
+const ACVPU_LETTER = { alert: 'A', new_confusion: 'C', voice: 'V', pain: 'P', unresponsive: 'U' };
 const EMPTY = { patients: {}, loaded: false };
 const DEFAULT_OVERDUE_S = 3 * 3600;
 
-// Sparkline draws a series (nulls are gaps) as an inline SVG line.
+// Sparkline draws a series as an inline SVG line through the buckets that
+// have a value (readings come every few hours, buckets are half-hours), with
+// a dot on the newest.
 export function Sparkline({ values, label }) {
-  if (!Array.isArray(values) || values.filter((v) => v != null).length < 2) return null;
-  const nums = values.filter((v) => v != null);
-  let lo = Math.min(...nums);
-  let hi = Math.max(...nums);
+  if (!Array.isArray(values)) return null;
+  const pts = [];
+  values.forEach((v, i) => v != null && pts.push([i, v]));
+  if (pts.length < 2) return null;
+  let lo = Math.min(...pts.map((p) => p[1]));
+  let hi = Math.max(...pts.map((p) => p[1]));
   if (hi - lo < 1e-9) {
     lo -= 1;
     hi += 1;
@@ -45,19 +50,10 @@ export function Sparkline({ values, label }) {
   const w = 56;
   const h = 14;
   const step = w / (values.length - 1);
-  let d = '';
-  let pen = false;
-  values.forEach((v, i) => {
-    if (v == null) {
-      pen = false;
-      return;
-    }
-    const x = (i * step).toFixed(1);
-    const y = (h - 1 - ((v - lo) / (hi - lo)) * (h - 2)).toFixed(1);
-    d += `${pen ? 'L' : 'M'}${x} ${y}`;
-    pen = true;
-  });
-  return html`<svg class="spark" viewBox=${`0 0 ${w} ${h}`} width=${w} height=${h} role="img" aria-label=${label}><path d=${d} /></svg>`;
+  const xy = pts.map(([i, v]) => [(i * step).toFixed(1), (h - 2 - ((v - lo) / (hi - lo)) * (h - 4)).toFixed(1)]);
+  const d = xy.map(([x, y], k) => `${k ? 'L' : 'M'}${x} ${y}`).join('');
+  const [lx, ly] = xy[xy.length - 1];
+  return html`<svg class="spark" viewBox=${`0 0 ${w} ${h}`} width=${w} height=${h} role="img" aria-label=${label}><path d=${d} /><circle cx=${lx} cy=${ly} r="1.6" /></svg>`;
 }
 
 // A vital's cell, shaded by its NEWS2 sub-score (0–3) as on the RCP chart;
@@ -86,7 +82,9 @@ class PatientRow extends Component {
     const scale = score?.news2?.spo2_scale || v.spo2_scale;
     const bp = v.systolic_bp != null ? `${num(v.systolic_bp)}/${v.diastolic_bp != null ? num(v.diastolic_bp) : '—'}` : null;
     const o2 = v.on_oxygen == null ? null : v.on_oxygen ? t('o2.oxygen') : t('o2.air');
-    const acvpu = v.consciousness ? consciousnessLabel(v.consciousness) : null;
+    // ACVPU by its letter (the full word on hover): "New confusion" does not
+    // fit a dense column, and the letters are the chart's own shorthand.
+    const acvpu = v.consciousness ? ACVPU_LETTER[v.consciousness] || v.consciousness : null;
     const news2 = score?.news2;
     const silentS = (now - Date.parse(row.measured_at)) / 1000;
     const overdue = Number.isFinite(silentS) && silentS > overdueS;
@@ -94,18 +92,22 @@ class PatientRow extends Component {
     const flashCls = flash ? (flash % 2 ? 'flash-a' : 'flash-b') : '';
     return html`<tr data-patient=${row.patient_id} data-risk=${score?.risk || 'pending'} class=${[flashCls, overdue ? 'overdue' : ''].join(' ').trim() || undefined}>
       <th scope="row" data-field="patient" data-value=${row.patient_id}>
-        <a href=${href({ view: 'patient', trial: site.trial, site: site.site, patient: row.patient_id })}>${row.patient_id}</a>
-        ${alert
-          ? html` <span class=${`flag risk-${alert.severity}`} data-field="alert" data-value=${alert.severity}
-              title=${`${t(`status.${alert.status}`)} · ${(alert.reasons || []).map(reasonLabel).join(', ')}`}>${t('site.alertFlag', { severity: t(`risk.${alert.severity}`) })}</span>`
-          : null}
-        ${score && score.registered === false
-          ? html` <span class="unreg" data-field="unregistered" title=${t('common.unregisteredTitle')}>${t('common.unregistered')}</span>`
-          : null}
+        <div class="pcell">
+          <a href=${href({ view: 'patient', trial: site.trial, site: site.site, patient: row.patient_id })}>${row.patient_id}</a>
+          ${score && score.registered === false
+            ? html` <span class="unreg" data-field="unregistered" title=${t('common.unregisteredTitle')}>${t('common.unregistered')}</span>`
+            : null}
+          ${alert
+            ? html` <span class=${`flag risk-${alert.severity}`} data-field="alert" data-value=${alert.severity}
+                title=${`${t(`status.${alert.status}`)} · ${(alert.reasons || []).map(reasonLabel).join(', ')}`}>${t('site.alertFlag', { severity: t(`risk.${alert.severity}`) })}</span>`
+            : null}
+        </div>
       </th>
       <td data-field="measured_at" data-value=${row.measured_at} class=${overdue ? 'late' : undefined}>
-        <${Time} iso=${row.measured_at} now=${now} />
-        ${overdue ? html` <span class="tag late-tag" data-field="overdue">${t('site.overdue')}</span>` : null}
+        <div class="pcell">
+          <${Time} iso=${row.measured_at} now=${now} />
+          ${overdue ? html` <span class="tag late-tag" data-field="overdue">${t('site.overdue')}</span>` : null}
+        </div>
       </td>
       <${Vital} field="rr" param="respiratory_rate" value=${num(v.respiratory_rate)} score=${score} stale=${stale} trend=${tr.respiratory_rate} />
       <${Vital} field="spo2" param="spo2" value=${spo2} score=${score} stale=${stale} trend=${tr.spo2}>
@@ -116,7 +118,9 @@ class PatientRow extends Component {
       <${Vital} field="o2" param="on_oxygen" value=${o2} score=${score} stale=${stale} />
       <${Vital} field="bp" param="systolic_bp" value=${bp} score=${score} stale=${stale} trend=${tr.systolic_bp} />
       <${Vital} field="hr" param="heart_rate" value=${num(v.heart_rate)} score=${score} stale=${stale} trend=${tr.heart_rate} />
-      <${Vital} field="consciousness" param="consciousness" value=${acvpu} score=${score} stale=${stale} />
+      <${Vital} field="consciousness" param="consciousness" value=${v.consciousness ?? null} score=${score} stale=${stale}>
+        ${acvpu ? html`<abbr title=${consciousnessLabel(v.consciousness)}>${acvpu}</abbr><span class="sr-only"> ${consciousnessLabel(v.consciousness)}</span>` : html`<span class="muted">—</span>`}
+      <//>
       <${Vital} field="temp" param="temperature" value=${num(v.temperature, 1)} score=${score} stale=${stale} trend=${tr.temperature} />
       <td class="news2" data-field="news2" data-value=${news2 ? news2.total : ''} title=${news2Breakdown(news2) || undefined}>
         ${news2
