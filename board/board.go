@@ -26,6 +26,8 @@ type API struct {
 	store    store.Store
 	log      *slog.Logger
 	now      func() time.Time
+	// trendCache shares trend replies between a site's boards.
+	trendCache *trendCache
 }
 
 // Option configures New.
@@ -46,7 +48,7 @@ func New(v *auth.Verifier, s store.Store, log *slog.Logger, opts ...Option) *API
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &API{verifier: v, store: s, log: log, now: time.Now}
+	a := &API{verifier: v, store: s, log: log, now: time.Now, trendCache: newTrendCache()}
 	for _, o := range opts {
 		o(a)
 	}
