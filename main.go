@@ -282,9 +282,9 @@ func startDemo(ctx context.Context, cfg config.Config, base string, out io.Write
 	fmt.Fprintf(out, `
 Vigil demo is running: trial %s, %d sites, %d simulated patients (a few deteriorating).
 
-  Board (PI, site %s):          %s/#token=%s
+  Board (PI, site %s):         %s/#token=%s
 
-  Board (CRA, sites %s, %s):    %s/#token=%s
+  Board (CRA, sites %s, %s):  %s/#token=%s
 
   Board (safety physician):     %s/#token=%s
 
