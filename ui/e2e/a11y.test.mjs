@@ -154,8 +154,8 @@ async function settle(page, { live = true } = {}) {
 // each violation's rule, impact, elements and what is wrong. What axe could
 // not decide (its "incomplete" results: a background under an overlapping
 // element, a symbol whose contrast it will not judge) is reported as a
-// diagnostic for a person to review. A11Y_SCREENSHOTS=1 saves each checked
-// state to e2e/out/a11y-*.png.
+// diagnostic for a person to review. Each checked state is saved as
+// e2e/out/a11y-*.png.
 async function checkA11y(t, page, where, { include, live } = {}) {
   await settle(page, { live });
   if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
@@ -175,7 +175,7 @@ async function checkA11y(t, page, where, { include, live } = {}) {
     },
     { tags: TAGS, include },
   );
-  if (process.env.A11Y_SCREENSHOTS) await screenshot(page, `a11y-${where.replace(/[^\w-]+/g, '-')}.png`, { fullPage: false });
+  await screenshot(page, `a11y-${where.replace(/[^\w-]+/g, '-')}.png`, { fullPage: false });
   const text = (list) =>
     list
       .map((v) => `${v.id} (${v.impact}): ${v.help}\n${v.nodes.map((n) => `  ${n.target}\n    ${n.summary.replace(/\n/g, '\n    ')}`).join('\n')}`)

@@ -243,6 +243,7 @@ describe('board', () => {
     assert.deepEqual(leaks, [], 'no request for another site');
     const rooms = await page.evaluate(() => Object.keys(window.__vigil.rooms));
     assert.deepEqual(rooms, ['site:T008:S02']);
+    await screenshot(page, 'cra-other-site.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -288,6 +289,7 @@ describe('board', () => {
     await cell(page, 'P1032', 'news2').and(page.locator('[data-value="3"]')).waitFor({ timeout: WAIT });
     assert.equal((await waitScored(later.reading_id)).score.news2.total, 3);
     assert.equal(await page.evaluate(() => window.__notReloaded), true);
+    await screenshot(page, 'restart-recovered.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -319,6 +321,7 @@ describe('board', () => {
     assert.match(csp, /script-src 'self' 'sha256-[^']+'(;|$)/);
     assert.match(csp, /frame-ancestors 'none'/);
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    await screenshot(page, 'hostile-text.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -350,6 +353,7 @@ describe('board', () => {
     await page.locator('#alerts li[data-patient="P1040"][data-status="acknowledged"]').waitFor({ timeout: WAIT });
     assert.equal(await page.evaluate(() => sessionStorage.getItem('vigil.token')), fresh, 'the fresh token is kept');
     await page.locator('#conn[data-state="live"]').waitFor();
+    await screenshot(page, 'step-up.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -414,6 +418,7 @@ describe('board', () => {
     // A reload still shows it (from the server, not only this tab's memory).
     await page.reload();
     await page.locator('#reports-due li').filter({ hasText: 'P1070' }).waitFor({ timeout: WAIT });
+    await screenshot(page, 'possible-sae.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -426,6 +431,7 @@ describe('board', () => {
     await cell(page, '__proto__', 'alert').waitFor({ timeout: WAIT });
     await cell(page, 'constructor', 'news2').and(page.locator('[data-value="0"]')).waitFor({ timeout: WAIT });
     assert.equal(await cell(page, 'constructor', 'alert').count(), 0, 'no alert flag from a built-in');
+    await screenshot(page, 'builtin-ids.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -441,6 +447,7 @@ describe('board', () => {
     await page.locator('#conn[data-state="live"]').waitFor({ timeout: WAIT });
     await cell(page, 'P1080', 'news2').and(page.locator('[data-value="3"]')).waitFor({ timeout: WAIT });
     await page.locator('#stale-banner').waitFor({ state: 'detached' });
+    await screenshot(page, 'offline-and-back.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -459,6 +466,7 @@ describe('board', () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.locator('#token').waitFor();
     assert.equal(await page.evaluate(() => sessionStorage.getItem('vigil.token')), null);
+    await screenshot(page, 'expired-token.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -475,6 +483,7 @@ describe('board', () => {
     assert.equal(await page.locator('#conn').getAttribute('data-state'), 'offline', 'stays offline');
     await page.getByRole('button', { name: 'Sign in again' }).click();
     await page.locator('#token').waitFor();
+    await screenshot(page, 'rejected-token.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 });

@@ -91,6 +91,7 @@ describe('trial overview', () => {
     await page.evaluate(() => (location.hash = '#/trial/T008'));
     await site(page, 'S02').waitFor({ timeout: WAIT });
     assert.deepEqual(await page.locator('#sites tbody tr[data-site]').evaluateAll((trs) => trs.map((tr) => tr.dataset.site)), ['S02']);
+    await screenshot(page, 'trial-overview-pi.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 });

@@ -235,6 +235,7 @@ describe('patient view', () => {
     assert.ok((await page.locator('#pv-title').innerText()).includes(HOSTILE));
     await page.locator('table#readings tr.pv-none').waitFor({ timeout: WAIT });
     assert.equal(await page.locator('#patient-view img').count(), 0);
+    await screenshot(page, 'patient-hostile-id.png', { fullPage: false });
     assert.deepEqual(problems, []);
   });
 
@@ -244,5 +245,6 @@ describe('patient view', () => {
     await openPatient(page, other);
     await page.locator('#main [role="alert"]').waitFor({ timeout: WAIT });
     assert.equal(await page.locator('table#readings tr[data-reading-id]').count(), 0);
+    await screenshot(page, 'patient-other-site.png', { fullPage: false });
   });
 });
