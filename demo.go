@@ -91,3 +91,33 @@ func applyDemoTrial(ctx context.Context, base string, iss auth.Issuer, sites []s
 	}
 	return nil
 }
+
+// demoHasHistory reports whether the demo trial already has readings (a
+// database kept from an earlier demo), asking the trial overview as the
+// safety physician would.
+func demoHasHistory(ctx context.Context, base, token string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/trials/"+demoTrial+"/overview", nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var o struct {
+		Sites []struct {
+			LastReadingAt *time.Time `json:"last_reading_at"`
+		} `json:"sites"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&o) != nil {
+		return false
+	}
+	for _, s := range o.Sites {
+		if s.LastReadingAt != nil {
+			return true
+		}
+	}
+	return false
+}

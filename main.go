@@ -305,10 +305,27 @@ Press Ctrl-C to stop. Data is kept in %s.
 	if err != nil {
 		return err
 	}
+	// A new demo database gets a day of history (a reading every two hours),
+	// so sparklines and charts have something to show: once every patient
+	// has reported live, or the silence before would raise missed-readings
+	// alerts for the whole cohort.
+	fresh := !demoHasHistory(ctx, base, tokens[2])
 	go func() {
 		if _, err := sim.Run(ctx, simCfg, patients); err != nil {
 			log.Error("demo simulator stopped", "err", err)
 		}
 	}()
+	if fresh {
+		go func() {
+			select {
+			case <-time.After(20 * time.Second):
+			case <-ctx.Done():
+				return
+			}
+			if err := sim.Backfill(ctx, simCfg, patients, 24*time.Hour, 2*time.Hour, time.Now()); err != nil && ctx.Err() == nil {
+				log.Error("demo history", "err", err)
+			}
+		}()
+	}
 	return nil
 }

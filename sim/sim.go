@@ -320,3 +320,54 @@ func post(ctx context.Context, c *http.Client, base, token string, r reading.Rea
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, nil
 }
+
+// Backfill posts each patient's history: a reading every `every` over the
+// `span` before now, as one batch per patient (POST /v1/readings/batch),
+// so that a fresh demo opens on a day of trends rather than an empty chart.
+// The history is the patients' baselines: deterioration begins after now.
+func Backfill(ctx context.Context, cfg Config, patients []*Patient, span, every time.Duration, now time.Time) error {
+	if every <= 0 || span < every {
+		return errors.New("sim: backfill needs 0 < every <= span")
+	}
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed^0x5bd1e995, cfg.Seed))
+	for _, p := range patients {
+		var batch struct {
+			Readings []reading.Reading `json:"readings"`
+		}
+		// Each patient's history is offset by a few minutes, as real
+		// reports are, and stops one step before now.
+		offset := time.Duration(rng.Int64N(int64(every)))
+		for at := now.Add(-span).Add(offset); at.Before(now.Add(-every / 2)); at = at.Add(every) {
+			r := p.Reading(cfg.Trial, at, rng)
+			r.Symptoms = nil
+			batch.Readings = append(batch.Readings, r)
+		}
+		if len(batch.Readings) == 0 {
+			continue
+		}
+		body, err := json.Marshal(batch)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL+"/v1/readings/batch", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+p.token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("sim: backfill %s: %w", p.ID, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("sim: backfill %s: %s", p.ID, resp.Status)
+		}
+	}
+	return nil
+}
