@@ -33,6 +33,13 @@ type boardEnv struct {
 }
 
 func newBoardEnv(t *testing.T) *boardEnv {
+	app, st := openBoardApp(t, boardNow)
+	return &boardEnv{app: app, store: st}
+}
+
+// openBoardApp mounts the board API over a fresh SQLite file, with a clock
+// that always says now.
+func openBoardApp(t *testing.T, now time.Time) (*fiber.App, *sqlite.Store) {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "vigil.db"))
 	if err != nil {
@@ -44,8 +51,8 @@ func newBoardEnv(t *testing.T) *boardEnv {
 		t.Fatal(err)
 	}
 	app := fiber.New(fiber.Config{ErrorHandler: problem.ErrorHandler})
-	New(v, st, slog.New(slog.NewTextHandler(io.Discard, nil)), WithClock(func() time.Time { return boardNow })).Register(app)
-	return &boardEnv{app: app, store: st}
+	New(v, st, slog.New(slog.NewTextHandler(io.Discard, nil)), WithClock(func() time.Time { return now })).Register(app)
+	return app, st
 }
 
 // read stores a reading measured ago before boardNow, scored with risk

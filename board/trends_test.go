@@ -3,10 +3,8 @@ package board
 import (
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,18 +30,7 @@ type trendEnv struct {
 }
 
 func newTrendEnv(t *testing.T) *trendEnv {
-	t.Helper()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "vigil.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	v, err := auth.NewVerifier(auth.VerifierConfig{Secret: []byte(testSecret), Issuer: "vigil", Audience: "vigil"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := fiber.New(fiber.Config{ErrorHandler: problem.ErrorHandler})
-	New(v, st, slog.New(slog.NewTextHandler(io.Discard, nil)), WithClock(func() time.Time { return trendNow })).Register(app)
+	app, st := openBoardApp(t, trendNow)
 	return &trendEnv{app: app, store: st}
 }
 

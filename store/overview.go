@@ -149,6 +149,30 @@ func (b *OverviewBuilder) AddLatest(site, risk string, n int, last time.Time) {
 	}
 }
 
+// Rows is what both stores' drivers (database/sql and pgx) return from a
+// query, as far as reading it goes.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// AddAlertRows adds the rows of a query of (site, status, severity, count)
+// with AddAlerts.
+func (b *OverviewBuilder) AddAlertRows(rows Rows) error {
+	for rows.Next() {
+		var (
+			site, status, severity string
+			n                      int
+		)
+		if err := rows.Scan(&site, &status, &severity, &n); err != nil {
+			return err
+		}
+		b.AddAlerts(site, status, severity, n)
+	}
+	return rows.Err()
+}
+
 // AddAlerts adds n unresolved alerts of the site with this status and
 // severity.
 func (b *OverviewBuilder) AddAlerts(site, status, severity string, n int) {

@@ -109,17 +109,7 @@ func overviewAlerts(ctx context.Context, tx *sql.Tx, trialID string, b *store.Ov
 		return err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var (
-			site, status, severity string
-			n                      int
-		)
-		if err := rows.Scan(&site, &status, &severity, &n); err != nil {
-			return err
-		}
-		b.AddAlerts(site, status, severity, n)
-	}
-	return rows.Err()
+	return b.AddAlertRows(rows)
 }
 
 func overviewAcks(ctx context.Context, tx *sql.Tx, trialID string, since time.Time, b *store.OverviewBuilder) error {

@@ -407,10 +407,19 @@ func TestOpenRejectsNonFilePaths(t *testing.T) {
 
 func TestLatestByPatientUsesIndex(t *testing.T) {
 	s, _ := openTemp(t)
-	rows, err := s.rdb.QueryContext(t.Context(), `EXPLAIN QUERY PLAN
-		SELECT l.seq FROM readings l
+	plan := queryPlan(t, s, `SELECT l.seq FROM readings l
 		WHERE l.trial_id = 'T' AND l.site_id = 'S' AND l.patient_id = 'P'
 		ORDER BY l.measured_at DESC, l.seq DESC LIMIT 1`)
+	joined := strings.Join(plan, "; ")
+	if !strings.Contains(joined, "readings_patient_measured") || strings.Contains(joined, "TEMP B-TREE") {
+		t.Errorf("plan %q: want the patient index and no sort", joined)
+	}
+}
+
+// queryPlan returns the steps of SQLite's plan for query with args.
+func queryPlan(t *testing.T, s *Store, query string, args ...any) []string {
+	t.Helper()
+	rows, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,10 +433,10 @@ func TestLatestByPatientUsesIndex(t *testing.T) {
 		}
 		plan = append(plan, detail)
 	}
-	joined := strings.Join(plan, "; ")
-	if !strings.Contains(joined, "readings_patient_measured") || strings.Contains(joined, "TEMP B-TREE") {
-		t.Errorf("plan %q: want the patient index and no sort", joined)
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
+	return plan
 }
 
 func BenchmarkInsertReadingParallel(b *testing.B) {

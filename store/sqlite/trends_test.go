@@ -21,24 +21,7 @@ func TestTrendsConformance(t *testing.T) {
 func TestTrendsQueryPlan(t *testing.T) {
 	s, _ := openTemp(t)
 	q := store.NewTrendQuery("T1", "S1", time.Now(), 24, 48)
-	rows, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+trendsSQL,
-		q.TrialID, q.SiteID, formatTime(q.From), formatTime(q.To()), q.Limit())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	plan := queryPlan(t, s, trendsSQL, q.TrialID, q.SiteID, formatTime(q.From), formatTime(q.To()), q.Limit())
 	all := strings.Join(plan, "\n")
 	if !strings.Contains(all, "readings_site_measured (trial_id=? AND site_id=? AND measured_at>? AND measured_at<?)") ||
 		strings.Contains(all, "TEMP B-TREE") {

@@ -9,7 +9,7 @@
 
 import { Component } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { fetchProtocol, fetchTrends } from './api.js';
+import { fetchTrends } from './api.js';
 import { html } from './html.js';
 import { t, tn } from './i18n.js';
 import { href } from './router.js';
@@ -319,14 +319,16 @@ export function AlertFeed({ store, alerts, now }) {
   </ol>`;
 }
 
-// useProtocol fetches a trial's protocol once per view (the schedule says
-// when a patient is overdue).
-export function useProtocol(store, trial) {
+// useProtocol is a trial's protocol (its schedule says when a patient is
+// overdue), from the store's one copy per trial.
+function useProtocol(store, trial) {
   const [p, setP] = useState(null);
   useEffect(() => {
-    const abort = new AbortController();
-    fetchProtocol(trial, store.token, abort.signal).then(setP, () => {});
-    return () => abort.abort();
+    let live = true;
+    store.protocol(trial).then((v) => live && setP(v));
+    return () => {
+      live = false;
+    };
   }, [trial]);
   return p;
 }

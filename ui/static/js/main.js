@@ -5,7 +5,7 @@ import { render } from 'preact';
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
 import { SiteView } from './board.js';
 import { html } from './html.js';
-import { LOCALES, locale, onLocale, setLocale, t } from './i18n.js';
+import { LOCALES, locale, setLocale, t } from './i18n.js';
 import { STATE } from './live.js';
 import { NotifyToggle } from './notifications.js';
 import { OverviewView } from './overview.js';
@@ -14,7 +14,7 @@ import { href, navigate, useRoute } from './router.js';
 import * as S from './session.js';
 import { BoardStore, CONN, useStore } from './store.js';
 import { duration, localTime, roleLabel } from './format.js';
-import { problemText, useNow } from './ui.js';
+import { problemText, useLocale, useNow } from './ui.js';
 
 function initial() {
   const fromURL = S.takeFromLocation().token;
@@ -29,18 +29,12 @@ function initial() {
   return { session: r, notice: null };
 }
 
-function useLocale() {
-  const [l, setL] = useState(locale());
-  useEffect(() => {
-    document.documentElement.lang = l;
-    document.title = t('app.title');
-    return onLocale(setL);
-  }, [l]);
-  return l;
-}
-
 function App() {
   const lang = useLocale();
+  useEffect(() => {
+    document.documentElement.lang = lang;
+    document.title = t('app.title');
+  }, [lang]);
   const init = useMemo(initial, []);
   const [session, setSession] = useState(init.session);
   const [notice, setNotice] = useState(init.notice);

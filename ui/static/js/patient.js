@@ -18,7 +18,7 @@
 
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { AlertActions, SaeClock } from './actions.js';
-import { fetchAudit, fetchPatientAlerts, fetchProtocol, fetchReadings } from './api.js';
+import { fetchAudit, fetchPatientAlerts, fetchReadings } from './api.js';
 import { Chart, fixed, news2Bands, points, thin, thresholdBands, totalBands } from './chart.js';
 import {
   bandLabel,
@@ -39,11 +39,11 @@ import {
   valueText,
 } from './format.js';
 import { html } from './html.js';
-import { formatNumber, has, locale, onLocale, t } from './i18n.js';
+import { formatNumber, t } from './i18n.js';
 import { href } from './router.js';
 import { siteRef } from './session.js';
 import { siteRoom, useSite, useStore } from './store.js';
-import { RiskBadge, StatusBadge, Time, useNow } from './ui.js';
+import { RiskBadge, StatusBadge, Time, useLocale, useNow } from './ui.js';
 
 const RANGES = [['6h', 6], ['24h', 24], ['72h', 72], ['7d', 168], ['28d', 672]];
 const DEFAULT_RANGE = '72h';
@@ -232,25 +232,18 @@ function useReloadOnSnapshot(store, ref, reload) {
 function useThreshold(store, trial) {
   const [threshold, setThreshold] = useState(DEFAULT_THRESHOLD);
   useEffect(() => {
-    const abort = new AbortController();
-    fetchProtocol(trial, store.token, abort.signal).then(
-      (p) => {
-        const v = Number(p?.thresholds?.model_probability);
-        if (v > 0 && v < 1) setThreshold(v);
-      },
-      () => {},
-    );
-    return () => abort.abort();
+    let live = true;
+    store.protocol(trial).then((p) => {
+      const v = Number(p?.thresholds?.model_probability);
+      if (live && v > 0 && v < 1) setThreshold(v);
+    });
+    return () => {
+      live = false;
+    };
   }, [trial]);
   return threshold;
 }
 
-// useLocale re-renders on a change of language; charts are rebuilt with it.
-function useLocale() {
-  const [l, setL] = useState(locale());
-  useEffect(() => onLocale(setL), []);
-  return l;
-}
 
 // ---- labels ---------------------------------------------------------------
 

@@ -24,6 +24,9 @@ const RETRY_MS = 5000;
 // LINGER_MS keeps a site's room and patients after its last view closes, so
 // going from a site to a patient and back is instant.
 const LINGER_MS = 60_000;
+// PROTOCOL_TTL_MS: how long a trial's protocol (sites, schedule, model
+// threshold) is reused by the views before it is asked for again.
+const PROTOCOL_TTL_MS = 5 * 60_000;
 // A resolved alert judged an SAE stays in the queue's "reports due" while its
 // 24-hour clock matters: this long after its resolution.
 const REPORTS_WINDOW_MS = 48 * 3600_000;
@@ -73,6 +76,7 @@ export class BoardStore {
     this.abort = new AbortController();
     this.home = homeRooms(claims);
     this.trialSites = [];
+    this.protocols = new Map(); // trial -> {at, reply: Promise of the protocol or null}
     this.onNewToken = null;
     this.client = new LiveClient({
       url: wsURL(),
@@ -123,16 +127,25 @@ export class BoardStore {
     const found = [];
     await Promise.all(
       trials.map((trial) =>
-        fetchProtocol(trial, this.token, this.abort.signal)
-          .then((p) => {
-            for (const s of Array.isArray(p?.sites) ? p.sites : []) found.push(S.siteRef(trial, String(s)));
-          })
-          .catch(() => {}),
+        this.protocol(trial).then((p) => {
+          for (const s of Array.isArray(p?.sites) ? p.sites : []) found.push(S.siteRef(trial, String(s)));
+        }),
       ),
     );
     if (this.dead) return;
     this.trialSites = found;
     this.changed();
+  }
+
+  // protocol resolves to a trial's protocol, or null when it has none (or
+  // it could not be read): one request per trial for every view that needs
+  // it, again after PROTOCOL_TTL_MS.
+  protocol(trial) {
+    const cur = this.protocols.get(trial);
+    if (cur && Date.now() - cur.at < PROTOCOL_TTL_MS) return cur.reply;
+    const reply = fetchProtocol(trial, this.token, this.abort.signal).catch(() => null);
+    this.protocols.set(trial, { at: Date.now(), reply });
+    return reply;
   }
 
   // listen calls f after changes, at most once per animation frame.

@@ -3,7 +3,7 @@
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './html.js';
-import { t } from './i18n.js';
+import { locale, onLocale, t } from './i18n.js';
 import { exactTime, localTime, relTime, riskLabel, statusLabel } from './format.js';
 
 // Time shows an instant relative to now (or, with abs, as a local date and
@@ -64,4 +64,11 @@ export function useNow(ms) {
 // problemText reads a problem the store or a view recorded.
 export function problemText(p) {
   return t(p.key, { ...p, detail: p.unreachable ? t('problem.unreachable') : p.detail });
+}
+
+// useLocale re-renders the caller when the language changes, and returns it.
+export function useLocale() {
+  const [l, setL] = useState(locale());
+  useEffect(() => onLocale(setL), []);
+  return l;
 }
